@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# GRPO geolocation training of Qwen2.5-VL with torchrun + DeepSpeed ZeRO-3 (VLM-R1's run_grpo_rec.sh, for Geo-R).
+#
+# Every setting below can be overridden through the environment, e.g.
+#   MODEL_PATH=/models/Qwen2.5-VL-7B-Instruct DATA_PATHS=a.jsonl:b.jsonl IMAGE_FOLDERS=imgs_a/:imgs_b/ \
+#     bash run_scripts/run_grpo_rec.sh
+# and any extra argument is passed on to grpo_jsonl.py (a repeated flag: the last one wins), e.g.
+#   bash run_scripts/run_grpo_rec.sh --max_steps 200 --learning_rate 2e-6
+# Multi-node: run the same command on every node with NNODES, NODE_RANK, MASTER_ADDR set
+# (see run_scripts/run_grpo_multinode.sh).
+set -euo pipefail
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+cd "$GEO_R_HOME"
+
+MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}"
+DATA_PATHS="${DATA_PATHS:-data/geo_train.jsonl}"
+IMAGE_FOLDERS="${IMAGE_FOLDERS:-data/images}"
+NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+MASTER_PORT="${MASTER_PORT:-12349}"
+DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG:-local_scripts/zero3.json}"
+RUN_NAME="${RUN_NAME:-Qwen2.5-VL-3B-GRPO-Geo-R}"
+OUTPUT_DIR="${OUTPUT_DIR:-checkpoints/rl/$RUN_NAME}"
+REPORT_TO="${REPORT_TO:-tensorboard}"
+REWARD_FUNCS="${REWARD_FUNCS:-format distance region}"
+MAX_PIXELS="${MAX_PIXELS:-401408}"
+ATTN_IMPLEMENTATION="${ATTN_IMPLEMENTATION:-flash_attention_2}"
+
+mkdir -p "$OUTPUT_DIR"
+echo "Geo-R GRPO: $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | $DEEPSPEED_CONFIG"
+echo "data: $DATA_PATHS | images: $IMAGE_FOLDERS | output: $OUTPUT_DIR"
+
+# shellcheck disable=SC2086  # REWARD_FUNCS is a space-separated list of names on purpose
+torchrun \
+  --nproc_per_node="$NPROC_PER_NODE" \
+  --nnodes="$NNODES" \
+  --node_rank="$NODE_RANK" \
+  --master_addr="$MASTER_ADDR" \
+  --master_port="$MASTER_PORT" \
+  src/geo_r/grpo_jsonl.py \
+    --output_dir "$OUTPUT_DIR" \
+    --resume_from_checkpoint True \
+    --model_name_or_path "$MODEL_PATH" \
+    --data_file_paths "$DATA_PATHS" \
+    --image_folders "$IMAGE_FOLDERS" \
+    --per_device_train_batch_size 8 \
+    --gradient_accumulation_steps 2 \
+    --gradient_checkpointing true \
+    --logging_steps 1 \
+    --num_train_epochs 1 \
+    --bf16 \
+    --attn_implementation "$ATTN_IMPLEMENTATION" \
+    --run_name "$RUN_NAME" \
+    --data_seed 42 \
+    --save_steps 100 \
+    --num_generations 8 \
+    --max_completion_length 512 \
+    --max_pixels "$MAX_PIXELS" \
+    --temperature 0.9 \
+    --learning_rate 1e-6 \
+    --reward_funcs $REWARD_FUNCS \
+    --beta 0.04 \
+    --report_to "$REPORT_TO" \
+    --deepspeed "$DEEPSPEED_CONFIG" \
+    "$@"
+echo "Geo-R GRPO finished: $OUTPUT_DIR"
