@@ -1,0 +1,165 @@
+"""GRPO training of a Qwen-VL model to geolocate photos: flags -> data -> model -> GeoGRPOTrainer.train().
+
+Launch it like VLM-R1's entrypoint, on one process or many:
+
+    torchrun --nproc_per_node 8 src/geo_r/grpo_jsonl.py --model_name_or_path Qwen/Qwen2.5-VL-3B-Instruct \\
+        --data_file_paths a.jsonl:b.jsonl --image_folders imgs_a/:imgs_b/ --output_dir out \\
+        --reward_funcs format distance region --deepspeed local_scripts/zero3.json --bf16
+
+Flags are TRL's GRPOConfig and ModelConfig plus Geo-R's own (see --help). The data is validated before
+any model is loaded. VLM-R1 flags without a meaning here are accepted and explained in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a file (torchrun src/geo_r/grpo_jsonl.py): keep this folder off sys.path so that the package's
+    # subfolders (data/, eval/, ...) cannot shadow top-level modules; the package itself is imported installed.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+
+logger = logging.getLogger("geo_r.grpo")
+
+
+def _prepare_argv(argv: list[str]) -> list[str]:
+    """CPU runs: force ``--use_cpu`` and give DeepSpeed a gloo process group before GRPOConfig is built."""
+    import torch
+
+    if torch.cuda.is_available():
+        return argv
+    if not any(a == "--use_cpu" or a.startswith("--use_cpu=") or a.startswith("--use-cpu") for a in argv):
+        argv = [*argv, "--use_cpu", "true"]
+    if any(a == "--deepspeed" or a.startswith("--deepspeed=") for a in argv):
+        import deepspeed
+
+        # accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference
+        # model's ZeRO-3 init sees world size 1 and fails its batch-size check (see notes/feasibility_cpu_grpo.md).
+        deepspeed.init_distributed(dist_backend="gloo")
+    return argv
+
+
+def _complete_bare_flags(argv: list[str], dataclass_types: Sequence[type]) -> list[str]:
+    """Give bare ``bool | None`` flags such as VLM-R1's ``--bf16`` the value ``true``.
+
+    HfArgumentParser lets plain ``bool`` flags stand alone but demands a value for ``bool | None`` fields
+    (TRL's ``bf16``), so ``--bf16 --attn_implementation ...`` would fail to parse.
+    """
+    import dataclasses
+    import typing
+
+    optional_bools: set[str] = set()
+    for dc in dataclass_types:
+        hints = typing.get_type_hints(dc)
+        for f in dataclasses.fields(dc):
+            if hints.get(f.name) == (bool | None) and f.default is None:
+                optional_bools |= {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg in optional_bools and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            out.append("true")
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple:
+    """Parse flags (and an optional ``--config recipe.yaml``) into Geo-R's, TRL's and compatibility dataclasses."""
+    from trl import GRPOConfig, TrlParser
+
+    from geo_r.rewards import RewardArguments
+    from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
+
+    types = (GeoScriptArguments, RewardArguments, GeoModelArguments, VLMR1CompatArguments, GRPOConfig)
+    args = _complete_bare_flags(_prepare_argv(list(sys.argv[1:] if argv is None else argv)), types)
+    parser = TrlParser(types, description=__doc__.splitlines()[0])
+    return parser.parse_args_and_config(args)
+
+
+def _setup_logging(training_args) -> None:
+    level = logging.INFO if training_args.process_index == 0 else logging.WARNING
+    logging.basicConfig(format="[geo-r %(levelname)s] %(message)s", level=level, force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Validate the data, load model and processor, and run GRPO until the configured number of steps."""
+    script, reward_args, model_args, compat, training = parse_args(argv)
+    _setup_logging(training)
+
+    from geo_r.data import build_grpo_dataset, load_records, split_dataset
+    from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.compat import reconcile, resolve_resume
+    from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+    from geo_r.trainer.lora import build_lora_config
+    from geo_r.trainer.model_loading import load_model, resolve_attn_implementation, resolve_dtype
+    from geo_r.trainer.processor import load_processor
+
+    for note in reconcile(script, model_args, compat, training):
+        logger.warning(note)
+    if not script.data_file_paths:
+        raise SystemExit("grpo_jsonl.py: --data_file_paths is required (a.jsonl:b.jsonl)")
+    if not model_args.model_name_or_path:
+        raise SystemExit("grpo_jsonl.py: --model_name_or_path is required")
+    resume, resume_note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    if resume_note:
+        logger.warning(resume_note)
+
+    # Rewards first: a typo in --reward_funcs must fail before minutes of data checking.
+    reward_funcs = get_reward_funcs(script.reward_funcs, reward_args)
+    if training.reward_weights is not None and len(training.reward_weights) != len(reward_funcs):
+        raise SystemExit(
+            f"--reward_weights has {len(training.reward_weights)} values for {len(reward_funcs)} --reward_funcs "
+            f"({' '.join(script.reward_funcs)})"
+        )
+    logger.info("rewards: %s", ", ".join(f.__name__ for f in reward_funcs))
+
+    records, _report = load_records(
+        data_file_paths=script.data_file_paths,
+        image_folders=script.image_folders,
+        skip_invalid=script.skip_invalid,
+        check_images=script.check_images,
+        derive_chains=script.derive_chains,
+    )
+    for rec in records[: script.log_ground_truth]:
+        logger.info(
+            "ground truth %s: lat=%s lon=%s country=%s region=%s city=%s",
+            rec.id, rec.lat, rec.lon, rec.country, rec.region, rec.city,
+        )
+    dataset = build_grpo_dataset(records, question=script.question)
+    seed = training.data_seed if training.data_seed is not None else training.seed
+    train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
+    if val_ds is not None and training.eval_strategy == "no":
+        logger.warning(
+            "--val_split_ratio %s holds out %d records that are never evaluated: add --eval_strategy steps",
+            script.val_split_ratio, len(val_ds),
+        )
+
+    processor = load_processor(
+        model_args.model_name_or_path, min_pixels=script.min_pixels, max_pixels=script.max_pixels
+    )
+    model = load_model(
+        model_args.model_name_or_path,
+        dtype=resolve_dtype(model_args.dtype, bf16=bool(training.bf16), fp16=bool(training.fp16)),
+        attn_implementation=resolve_attn_implementation(model_args.attn_implementation),
+    )
+    trainer = GeoGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training,
+        train_dataset=train_ds,
+        eval_dataset=val_ds if training.eval_strategy != "no" else None,
+        processing_class=processor,
+        peft_config=build_lora_config(model_args),
+        freeze_vision_modules=model_args.freeze_vision_modules,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training.output_dir)
+    trainer.save_state()
+    logger.info("saved the trained model and trainer_state.json to %s", training.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Command-line arguments of the GRPO entrypoint, beside TRL's ``GRPOConfig`` and ``ModelConfig``.
+
+Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run.
+``VLMR1CompatArguments`` holds flags that VLM-R1 / Geo-R scripts pass but that have no direct meaning in
+Geo-R: they are accepted so those scripts run unchanged, and each one is honoured, renamed or ignored with
+a warning that says why (see :mod:`geo_r.trainer.compat`). Nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import ModelConfig
+
+# ~0.4 megapixels: at most 512 image tokens per photo on Qwen2.5-VL (patch 14, 2x2 merge). VLM-R1's default
+# of 12,845,056 allows 16,384 tokens per image and is the main cause of its out-of-memory reports.
+DEFAULT_MAX_PIXELS = 401_408
+DEFAULT_MIN_PIXELS = 3_136
+DEFAULT_REWARD_FUNCS = ["format", "distance", "region"]
+
+
+@dataclass
+class GeoScriptArguments:
+    """Where the data comes from, how prompts and images are prepared, and which rewards score the answers."""
+
+    data_file_paths: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training data: one or more .jsonl/.json files separated by ':' (e.g. a.jsonl:b.jsonl). Each "
+            "line is one photo in the Geo-R contract (image, lat, lon, optional country/region/city, optional "
+            "conversations) or a VLM-R1 / Geo-R record. See README 'Data'."
+        },
+    )
+    image_folders: str = field(
+        default="",
+        metadata={
+            "help": "Image folders paired by position with --data_file_paths, separated by ':' (e.g. imgs_a/:imgs_b/). "
+            "A record's 'image' path is relative to its folder."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Accepted for VLM-R1 compatibility (its scripts pass '--dataset-name this_is_not_used'). Geo-R "
+            "reads data from --data_file_paths; any other value is ignored with a warning."
+        },
+    )
+    val_split_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fraction of the records held out as a validation set (split with --data_seed, else --seed). It "
+            "is evaluated when --eval_strategy is 'steps' or 'epoch'."
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_FUNCS),
+        metadata={
+            "help": "Reward functions by name, from geo_r.rewards.REWARD_FUNCS: format, distance (aliases accuracy, "
+            "haversine), region, geo_r_paper. Weighted with --reward_weights; each is logged as "
+            "rewards/<name>/mean."
+        },
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata={
+            "help": "Largest image area in pixels after resizing (the processor's longest_edge). Bounds the image "
+            "tokens per photo (401408 -> at most 512 on Qwen2.5-VL). Used by every processor of the run and "
+            "written into saved checkpoints, so vLLM and evaluation see the same tokens."
+        },
+    )
+    min_pixels: int = field(
+        default=DEFAULT_MIN_PIXELS,
+        metadata={"help": "Smallest image area in pixels after resizing (the processor's shortest_edge)."},
+    )
+    question: str | None = field(
+        default=None,
+        metadata={
+            "help": "Replace the default Chain-of-Region question (geo_r.prompts.DEFAULT_QUESTION) for records "
+            "without a human turn. Records with a human turn keep their own text."
+        },
+    )
+    skip_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop invalid records (malformed lines, missing images, coordinates out of range) and count them "
+            "in the log, instead of stopping with a list of the problems before any model is loaded."
+        },
+    )
+    check_images: bool = field(
+        default=True,
+        metadata={
+            "help": "Check before training that every image exists and has a readable header. Turn off only for "
+            "very large sets already checked with 'geo-r validate'."
+        },
+    )
+    derive_chains: bool = field(
+        default=True,
+        metadata={
+            "help": "Fill missing country / region / city fields offline from lat/lon (GeoNames reverse geocoding), "
+            "so the region reward has a true chain for every record."
+        },
+    )
+    log_ground_truth: int = field(
+        default=3,
+        metadata={"help": "Log the parsed ground truth (id, lat, lon, chain) of the first N training records."},
+    )
+
+
+@dataclass
+class GeoModelArguments(ModelConfig):
+    """TRL's ``ModelConfig`` (model path, dtype, attention, LoRA flags) plus vision-tower freezing."""
+
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "dtype the weights are loaded in: bfloat16, float16, float32 or auto (as stored). Default: "
+            "bfloat16 with --bf16, float16 with --fp16, else float32.",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
+
+    freeze_vision_modules: bool = field(
+        default=False,
+        metadata={"help": "Freeze the vision tower (model.model.visual, merger included); train the language model only."},
+    )
+
+
+@dataclass
+class VLMR1CompatArguments:
+    """Flags of VLM-R1's and Geo-R's launch scripts that Geo-R accepts and handles explicitly."""
+
+    torch_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "VLM-R1 spelling of --dtype (transformers 5 renamed it): the model is loaded in this dtype "
+            "(bfloat16, float16, float32, auto). Unlike VLM-R1, which always loads bf16, the dtype asked for is used."
+        },
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Ignored with a warning: TRL 1.16 removed it. Prompts are never truncated (cutting image tokens "
+            "breaks the model); bound the prompt with --max_pixels instead."
+        },
+    )
+    task_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ignored with a warning: in VLM-R1 it picks a task question template and reward (e.g. 'rec' = "
+            "bounding boxes). Geo-R always asks the Chain-of-Region question and uses --reward_funcs."
+        },
+    )
+    is_reward_customized_from_vlm_module: bool = field(
+        default=False,
+        metadata={
+            "help": "Ignored with a warning: in VLM-R1 it routes accuracy/format to a model module's REC rewards. "
+            "Geo-R has one registry: accuracy -> distance (haversine), format -> the answer-contract check."
+        },
+    )
+    reward_method: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ignored with a warning: VLM-R1's per-file accuracy method (default, mcq, yes_no, llm, map, ...). "
+            "Geo-R scores coordinates with the distance reward for every file."
+        },
+    )
+    max_anyres_num: int | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: InternVL tiling only; Geo-R trains Qwen-VL models."},
+    )
+    arrow_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: unused in VLM-R1 too; Geo-R builds its dataset in memory."},
+    )

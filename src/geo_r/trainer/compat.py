@@ -1,0 +1,111 @@
+"""What Geo-R does with the settings of a VLM-R1 / Geo-R command line, said out loud.
+
+``reconcile`` is called once after parsing: it honours what can be honoured (``--torch_dtype`` becomes
+``dtype``, ``--resume_from_checkpoint True`` finds the newest checkpoint), and returns one message per
+setting that is renamed or ignored, with the reason. ``report_to wandb`` without a usable wandb falls back
+to no tracker with a warning rather than crashing a multi-node job at its first log line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def newest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    """The ``checkpoint-N`` folder with the largest N under ``output_dir``, or None if there is none."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def resolve_resume(value: str | None, output_dir: str) -> tuple[str | None, str | None]:
+    """Turn ``--resume_from_checkpoint`` into a checkpoint path (or None) and a message for the log.
+
+    ``True`` (VLM-R1's scripts) means: the newest checkpoint in ``output_dir`` if there is one, otherwise a
+    fresh start. ``False``/empty means a fresh start. Anything else must be an existing checkpoint folder.
+    """
+    if value is None or value.strip().lower() in _FALSE:
+        return None, None
+    if value.strip().lower() in _TRUE:
+        ckpt = newest_checkpoint(output_dir)
+        if ckpt is None:
+            return None, f"--resume_from_checkpoint True: no checkpoint-* in {output_dir}; starting fresh."
+        return str(ckpt), f"--resume_from_checkpoint True: resuming from {ckpt}"
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    return value, f"resuming from {value}"
+
+
+def _wandb_usable() -> str | None:
+    """None when wandb can log; otherwise the reason it cannot."""
+    if importlib.util.find_spec("wandb") is None:
+        return "wandb is not installed (pip install 'geo-r[wandb]')"
+    if os.environ.get("WANDB_MODE", "").lower() in {"offline", "disabled", "dryrun"}:
+        return None
+    if os.environ.get("WANDB_API_KEY"):
+        return None
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return None
+    return "wandb is not logged in (run 'wandb login' or set WANDB_API_KEY, or WANDB_MODE=offline)"
+
+
+def reconcile(
+    script: GeoScriptArguments,
+    model: GeoModelArguments,
+    compat: VLMR1CompatArguments,
+    training: Any,
+) -> list[str]:
+    """Apply the compatibility rules in place and return one message per renamed or ignored setting."""
+    notes: list[str] = []
+    if compat.torch_dtype is not None:
+        if model.dtype is not None and model.dtype != compat.torch_dtype:
+            raise ValueError(f"--torch_dtype {compat.torch_dtype} contradicts --dtype {model.dtype}; pass one of them")
+        model.dtype = compat.torch_dtype
+        notes.append(f"--torch_dtype {compat.torch_dtype}: used as --dtype (transformers 5 name); the model loads in it.")
+    if compat.max_prompt_length is not None:
+        notes.append(
+            f"--max_prompt_length {compat.max_prompt_length} ignored: TRL 1.16 removed it and prompts are never "
+            f"truncated (cutting image tokens breaks the model). Image tokens are bounded by --max_pixels "
+            f"{script.max_pixels}."
+        )
+    if compat.task_type is not None:
+        notes.append(
+            f"--task_type {compat.task_type} ignored: Geo-R asks the Chain-of-Region question "
+            "(geo_r.prompts.DEFAULT_QUESTION, or a record's own human turn) and scores it with --reward_funcs."
+        )
+    if compat.is_reward_customized_from_vlm_module:
+        notes.append(
+            "--is_reward_customized_from_vlm_module True ignored: Geo-R has one reward registry; 'accuracy' is the "
+            "haversine distance reward and 'format' the strict answer-contract check."
+        )
+    if compat.reward_method is not None:
+        notes.append(f"--reward_method {compat.reward_method} ignored: coordinates are scored by the distance reward.")
+    if compat.max_anyres_num is not None:
+        notes.append(f"--max_anyres_num {compat.max_anyres_num} ignored: it is InternVL tiling; Geo-R trains Qwen-VL.")
+    if compat.arrow_cache_dir is not None:
+        notes.append("--arrow_cache_dir ignored: the training set is built in memory from the jsonl files.")
+    if script.dataset_name is not None and script.dataset_name.endswith((".yaml", ".yml")):
+        raise ValueError(
+            f"--dataset_name {script.dataset_name}: VLM-R1 / Geo-R dataset-mixture yaml files are not supported "
+            "yet; list the files with --data_file_paths a.jsonl:b.jsonl --image_folders x/:y/"
+        )
+    if script.dataset_name is not None:
+        notes.append(f"--dataset_name {script.dataset_name} ignored: data comes from --data_file_paths.")
+    report_to = list(training.report_to or [])
+    if "wandb" in report_to and (why := _wandb_usable()) is not None:
+        training.report_to = [r for r in report_to if r != "wandb"]
+        notes.append(f"--report_to wandb dropped: {why}. Metrics still go to trainer_state.json and the console.")
+    return notes
