@@ -51,7 +51,7 @@ class GeoGRPOTrainer(GRPOTrainer):
         if freeze_vision_modules:
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             n = freeze_vision_tower(base)
-            logger.info("froze %d vision-tower parameter tensors", n)
+            logger.info("froze the vision tower: %d parameters", n)
         self._check_no_vision_adapters()
 
     def _check_no_vision_adapters(self) -> None:
