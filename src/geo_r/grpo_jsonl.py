@@ -116,11 +116,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     logger.info("rewards: %s", ", ".join(f.__name__ for f in reward_funcs))
 
+    # Image checks hit the file system once per image: with many ranks, only each node's first process does
+    # them (a failure there stops the whole torchrun job). --skip_invalid must drop the same records on every
+    # rank, so then every rank checks.
     records, _report = load_records(
         data_file_paths=script.data_file_paths,
         image_folders=script.image_folders,
         skip_invalid=script.skip_invalid,
-        check_images=script.check_images,
+        check_images=script.check_images and (script.skip_invalid or training.local_process_index == 0),
         derive_chains=script.derive_chains,
     )
     for rec in records[: script.log_ground_truth]:

@@ -1,0 +1,196 @@
+"""Turn :class:`GeoRecord` s into the dataset TRL's ``GRPOTrainer`` consumes, and split off a validation set.
+
+Columns:
+
+* ``prompt``: conversational, ``[{"role": "user", "content": [...]}]`` (a ``system`` message first when the
+  record's conversation had one). The content holds one ``{"type": "image"}`` block per image, where the
+  question's ``<image>`` placeholders were, else all images first, then ``{"type": "text", "text": ...}``.
+  The text around the placeholders is kept verbatim (``"<image>\\nWhere?"`` gives an image block and
+  ``"\\nWhere?"``), so the prompt renders to the same tokens as LLaMA-Factory's SFT rendering of the same
+  line, which replaces each ``<image>`` in place. TRL's
+  ``prepare_multimodal_messages`` fills these blocks with the decoded images, in order; Arrow stores every
+  block with both keys, so an image block reads back as ``{"type": "image", "text": None}``.
+* ``images``: absolute paths under ``datasets.List(datasets.Image())``: nothing is read here; a row's images
+  are decoded when the trainer reads that row.
+* ``id``, ``lat``, ``lon``, ``country``, ``country_code``, ``region``, ``city``, ``solution`` (str or None), and
+  every pass-through field, all of which reach reward functions as keyword lists.
+
+Arrow needs one type per column. A pass-through field keeps its values when Arrow can give them one type
+(ints and floats mix into float; objects with different keys become one struct with the union of the keys,
+absent ones None); otherwise (e.g. a number in one record and text in another) every value of that field is
+turned into its JSON text (strings stay as they are) and a warning names the field. Fields named like a
+built column or a TRL reward argument (``prompt``, ``images``, ``completions``, ``trainer_state`` ...) are
+dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from geo_r.data.gc_pause import gc_paused
+from geo_r.data.schema import CHAIN_FIELDS, IMAGE_PLACEHOLDER, RESERVED_COLUMNS, GeoRecord
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 20_000  # records converted to Arrow at a time (bounds the Python objects alive at once)
+
+
+def content_blocks(text: str | None, n_images: int) -> list[dict[str, Any]]:
+    """The user content: image blocks at the ``<image>`` placeholders of ``text`` (all first when it has
+    none) and the text around them, verbatim, as text blocks (empty pieces left out). Raises ValueError
+    when the placeholder count is neither 0 nor ``n_images``."""
+    text = text or ""
+    parts = text.split(IMAGE_PLACEHOLDER)
+    if len(parts) == 1:
+        parts = [""] * n_images + [text]
+    elif len(parts) - 1 != n_images:
+        raise ValueError(f"{len(parts) - 1} {IMAGE_PLACEHOLDER} placeholder(s) for {n_images} image(s)")
+    blocks: list[dict[str, Any]] = []
+    for i, part in enumerate(parts):
+        if i:
+            blocks.append({"type": "image", "text": None})
+        if part:
+            blocks.append({"type": "text", "text": part})
+    return blocks
+
+
+def build_prompt(record: GeoRecord, question: str, replace_question: bool = False) -> list[dict[str, Any]]:
+    """The conversational prompt of one record: its own question, or ``question`` when it has none (or
+    when ``replace_question``)."""
+    text = question if replace_question or record.question is None else record.question
+    try:
+        content = content_blocks(text, len(record.images))
+    except ValueError as exc:
+        raise ValueError(f"{record.source or record.id}: {exc}") from exc
+    messages = []
+    if record.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": record.system}]})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def build_grpo_dataset(
+    records: Sequence[GeoRecord], question: str | None = None, *, replace_questions: bool = False
+) -> datasets.Dataset:
+    """A ``datasets.Dataset`` for ``GRPOTrainer`` (columns in the module docstring).
+
+    ``question`` (default :data:`geo_r.prompts.DEFAULT_QUESTION`) is asked of records that bring no question
+    (no human turn, no ``problem``); with ``replace_questions=True`` it is asked of every record.
+    """
+    import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
+
+    from geo_r.prompts import DEFAULT_QUESTION
+
+    if not records:
+        raise ValueError("build_grpo_dataset: no records")
+    default_question = DEFAULT_QUESTION if question is None else question
+    extras, extra_types = _harmonise_extras(records)
+    features = datasets.Features(
+        {
+            "prompt": datasets.List(
+                {
+                    "role": datasets.Value("string"),
+                    "content": datasets.List(
+                        {"type": datasets.Value("string"), "text": datasets.Value("string")}
+                    ),
+                }
+            ),
+            "images": datasets.List(datasets.Image()),
+            "id": datasets.Value("string"),
+            "lat": datasets.Value("float64"),
+            "lon": datasets.Value("float64"),
+            **{name: datasets.Value("string") for name in CHAIN_FIELDS},
+            "solution": datasets.Value("string"),
+            **datasets.Features.from_arrow_schema(pa.schema(list(extra_types.items()))),
+        }
+    )
+    # Arrow arrays are built directly with the final types: datasets' per-value encoding (from_dict) costs
+    # about twice as much, and an image column needs nothing encoded (a path, no bytes).
+    schema = features.arrow_schema
+    tables = []
+    with gc_paused():
+        for start in range(0, len(records), _CHUNK):
+            chunk = records[start : start + _CHUNK]
+            columns: dict[str, list[Any]] = {
+                "prompt": [build_prompt(r, default_question, replace_questions) for r in chunk],
+                "images": [[{"bytes": None, "path": p} for p in r.images] for r in chunk],
+                "id": [r.id for r in chunk],
+                "lat": [r.lat for r in chunk],
+                "lon": [r.lon for r in chunk],
+                **{name: [getattr(r, name) for r in chunk] for name in CHAIN_FIELDS},
+                "solution": [r.solution for r in chunk],
+                **{name: values[start : start + _CHUNK] for name, values in extras.items()},
+            }
+            arrays = [pa.array(columns[field.name], type=field.type) for field in schema]
+            tables.append(pa.Table.from_arrays(arrays, schema=schema))
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
+
+
+def _harmonise_extras(records: Sequence[GeoRecord]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Pass-through columns with one Arrow type each (see the module docstring), and those types."""
+    import pyarrow as pa
+
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.extras))
+    columns: dict[str, list[Any]] = {}
+    types: dict[str, Any] = {}
+    for name in names:
+        if name in RESERVED_COLUMNS:
+            logger.warning(
+                "pass-through field %r clashes with a dataset column or TRL argument: dropped", name
+            )
+            continue
+        values = [record.extras.get(name) for record in records]
+        try:
+            arrow_type = pa.array(values).type
+            if _has_empty_struct(arrow_type):
+                raise pa.ArrowInvalid("empty object")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            logger.warning(
+                "pass-through field %r has values of different types (%s): stored as JSON text", name, exc
+            )
+            values = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+            arrow_type = pa.string()
+        columns[name] = values
+        types[name] = arrow_type
+    return columns, types
+
+
+def _has_empty_struct(arrow_type: Any) -> bool:
+    """True when an Arrow type holds a struct with no fields (from ``{}`` values), which datasets rejects."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(arrow_type):
+        return arrow_type.num_fields == 0 or any(_has_empty_struct(f.type) for f in arrow_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _has_empty_struct(arrow_type.value_type)
+    return False
+
+
+def split_dataset(
+    dataset: datasets.Dataset, val_split_ratio: float, seed: int = 42
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """``(train, val)``: a seeded random split holding out ``val_split_ratio`` of the rows; ``val`` is None
+    when the ratio is 0. Raises ValueError for a ratio outside [0, 1) or a split that leaves a side empty."""
+    if not 0.0 <= val_split_ratio < 1.0:
+        raise ValueError(f"val_split_ratio must be in [0, 1), got {val_split_ratio}")
+    if val_split_ratio == 0.0:
+        return dataset, None
+    n_val = round(len(dataset) * val_split_ratio)
+    if n_val < 1 or n_val >= len(dataset):
+        raise ValueError(
+            f"val_split_ratio {val_split_ratio} of {len(dataset)} rows gives {n_val} validation row(s); "
+            "both sides need at least one"
+        )
+    split = dataset.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    return split["train"], split["test"]
