@@ -1,8 +1,8 @@
-"""The ``geo-r`` command: one subcommand per job, each implemented in the module that owns the job.
+"""Geo-R command-line tools (`geo-r COMMAND`): one subcommand per job, implemented by the module that owns it.
 
-A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported
-only when their subcommand runs, so ``geo-r --help`` stays fast and a missing optional dependency of
-one command never breaks the others.
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the
+command being run is imported, so ``geo-r --help`` stays fast and a missing optional dependency of one
+command never breaks the others.
 """
 
 from __future__ import annotations
@@ -15,30 +15,41 @@ from collections.abc import Sequence
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("geo_r.demo.tiny_model", "build a tiny random Qwen-VL checkpoint offline (tests, demo)"),
-    "validate": ("geo_r.data.validate", "check jsonl files and image folders before training"),
     "toy-data": ("geo_r.demo.toy_data", "write a small synthetic geolocation set (jsonl + images) for quick runs"),
+    "validate": ("geo_r.data.validate", "check jsonl files and image folders before training"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one subparser per entry of ``COMMANDS``."""
-    parser = argparse.ArgumentParser(prog="geo-r", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name, (module_name, help_text) in COMMANDS.items():
-        # Subcommand modules are imported here only to attach their arguments; their heavy imports
-        # (torch, transformers) must stay inside their run() functions.
-        module = importlib.import_module(module_name)
-        sp = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
-        module.add_arguments(sp)
-        sp.set_defaults(_module=module)
-    return parser
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: geo-r COMMAND [options]   (geo-r COMMAND --help for a command's options)",
+        "",
+        (__doc__ or "").splitlines()[0],
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "GRPO training itself: python src/geo_r/grpo_jsonl.py --help (or torchrun ... grpo_jsonl.py)"]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geo-r`` console script."""
-    args = build_parser().parse_args(argv)
-    return int(args._module.run(args) or 0)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"geo-r: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"geo-r {name}", description=(module.__doc__ or help_text).strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)
 
 
 if __name__ == "__main__":
