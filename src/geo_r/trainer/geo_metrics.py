@@ -8,49 +8,23 @@ unparseable answer is a miss at every threshold, as in evaluation).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from geo_r.geo import haversine_km, parse_prediction
+from geo_r.rewards.common import completion_text
+from geo_r.rewards.distance import prediction_error_km
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 
 
-def completion_to_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or a conversational ``[{"role": "assistant", "content": ...}]``."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content", "")
-        if isinstance(content, list):  # content blocks
-            return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-        return str(content)
-    return ""
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def completion_errors_km(completions: Sequence[Any], lats: Sequence[Any], lons: Sequence[Any]) -> list[float | None]:
     """Great-circle error in km of each completion's coordinates, None where the answer or the truth is unusable."""
-    out: list[float | None] = []
-    for completion, lat, lon in zip(completions, lats, lons, strict=True):
-        pred = parse_prediction(completion_to_text(completion))
-        t_lat, t_lon = _finite(lat), _finite(lon)
-        if pred.lat is None or pred.lon is None or t_lat is None or t_lon is None:
-            out.append(None)
-        else:
-            out.append(float(haversine_km(pred.lat, pred.lon, t_lat, t_lon)))
-    return out
+    return [
+        prediction_error_km(completion_text(c), lat, lon)[0] for c, lat, lon in zip(completions, lats, lons, strict=True)
+    ]
 
 
 @dataclass

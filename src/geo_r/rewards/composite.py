@@ -1,0 +1,49 @@
+"""``geo_r_paper``: the Geo-R paper's single reward, r = r_format x r_distance, to reproduce the paper.
+
+r_distance is always the paper's piecewise-linear map (1 at 0 km, 0.5 at 750, 0.2 at 2500, 0 at 20,000 km),
+whatever ``--distance_reward`` says. The paper's r_format is 1 only when the output holds exactly one valid
+(lat, lon) pair, comma-separated inside parentheses. Ours is the ``format`` reward, which requires that and
+more: the contract's tags and all three chain levels, which the Geo-R prompt asks for too. So every answer
+scoring > 0 here also passes the paper's check; an answer that has the one pair but drops the tags or the
+chain scores 0 here and could score > 0 in the paper. A model warm-started on contract answers writes
+the full contract, where the two agree. Geo-R's released code differs from its paper (knot at 3000 km,
+format regex that never matches coordinates, rewards summed); this follows the paper.
+
+Use it alone (``--reward_funcs geo_r_paper``) to reproduce the paper; ``format`` + ``distance`` + ``region``
+are the separately logged (summed by TRL) alternative. A row with missing or invalid ground truth gets None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geo_r.rewards.args import RewardArguments
+from geo_r.rewards.common import RewardFunc, column, completion_text
+from geo_r.rewards.distance import paper_reward, prediction_error_km
+from geo_r.rewards.format import follows_contract
+from geo_r.rewards.registry import register
+
+
+@register("geo_r_paper")
+def make_geo_r_paper_reward(args: RewardArguments) -> RewardFunc:
+    """Build ``geo_r_paper`` = format x paper distance map (no settings apply)."""
+
+    def geo_r_paper(
+        prompts: Any, completions: Any, completion_ids: Any = None, **kwargs: Any
+    ) -> list[float | None]:
+        """Per completion: format (0/1) x the paper map of its error to (lat, lon)."""
+        n = len(completions)
+        lats, lons = column(kwargs, "lat", n), column(kwargs, "lon", n)
+        out: list[float | None] = []
+        for completion, lat, lon in zip(completions, lats, lons, strict=True):
+            text = completion_text(completion)
+            error_km, truth_ok = prediction_error_km(text, lat, lon)
+            if not truth_ok:
+                out.append(None)
+            elif error_km is None or not follows_contract(text):
+                out.append(0.0)
+            else:
+                out.append(float(paper_reward(error_km)))
+        return out
+
+    return geo_r_paper

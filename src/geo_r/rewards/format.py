@@ -1,0 +1,93 @@
+"""``format``: 1.0 when a completion follows the Chain-of-Region answer contract exactly, else 0.0.
+
+Strict on purpose (the lenient reading is the parser's job, for the distance and region rewards). A
+completion passes when, after trimming surrounding whitespace:
+
+* it is ``<think>`` + non-blank reasoning + ``</think>``, then only whitespace, then ``<answer>`` ... ``</answer>``,
+  each tag exactly once, lowercase, and nothing after ``</answer>``;
+* the answer holds exactly four non-blank lines, in order, with the contract's own labels (case-sensitive,
+  no synonyms: ``State:`` or ``Province:`` fail), as :func:`geo_r.prompts.render_answer` writes them:
+  ``Country: <name>``, ``Region: <name>``, ``City: <name>``, ``Coordinates: (<lat>, <lon>)``;
+* each name is non-empty, at most 100 characters, has no ``<`` / ``>`` (a copied template placeholder such
+  as ``<country name>`` fails) and holds no coordinate pair, so the answer has exactly one pair;
+* the pair is plain decimal degrees in parentheses, latitude first (``-33.9``, not ``33.9 S``), finite
+  and in range (|lat| <= 90, |lon| <= 180).
+
+Example: ``render_answer("Japan", "Hokkaido", "Biei", 43.452002, 142.615358)`` scores 1.0; the same with
+``State: Hokkaido``, with ``(243.45, 142.61)``, or with a second pair in the city line scores 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from geo_r.geo.parse import MAX_NAME_CHARS, extract_answer, find_coordinate_pairs
+from geo_r.rewards.args import RewardArguments
+from geo_r.rewards.common import RewardFunc, completion_text
+from geo_r.rewards.registry import register
+
+CONTRACT_LABELS = ("Country", "Region", "City", "Coordinates")
+_LINE = re.compile(r"(?P<label>[A-Za-z]+)[ \t]*:[ \t]*(?P<value>.*)")
+_DECIMAL = r"[-+]?\d{1,3}(?:\.\d+)?"
+_PAIR = re.compile(r"\([ \t]*(?P<lat>" + _DECIMAL + r")[ \t]*,[ \t]*(?P<lon>" + _DECIMAL + r")[ \t]*\)")
+_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+def follows_contract(text: str) -> bool:
+    """True when ``text`` is exactly the answer contract (see the module docstring); never raises."""
+    if not isinstance(text, str):
+        return False
+    s = text.strip()
+    if not (s.startswith("<think>") and s.endswith("</answer>")):
+        return False
+    if any(s.count(tag) != 1 for tag in _TAGS):
+        return False
+    think_end = s.index("</think>")
+    answer_start = s.index("<answer>")
+    if answer_start < think_end or s[think_end + len("</think>") : answer_start].strip():
+        return False
+    if not s[len("<think>") : think_end].strip():
+        return False
+    answer = extract_answer(s)
+    if answer is None:
+        return False
+    lines = [line.strip() for line in answer.splitlines() if line.strip()]
+    if len(lines) != len(CONTRACT_LABELS):
+        return False
+    for line, label in zip(lines[:-1], CONTRACT_LABELS[:-1], strict=True):
+        m = _LINE.fullmatch(line)
+        if m is None or m.group("label") != label or not _valid_name(m.group("value")):
+            return False
+    m = _LINE.fullmatch(lines[-1])
+    if m is None or m.group("label") != CONTRACT_LABELS[-1]:
+        return False
+    pair = _PAIR.fullmatch(m.group("value").strip())
+    if pair is None:
+        return False
+    lat, lon = float(pair.group("lat")), float(pair.group("lon"))
+    return math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90.0 and abs(lon) <= 180.0
+
+
+def _valid_name(value: str) -> bool:
+    value = value.strip()
+    return (
+        0 < len(value) <= MAX_NAME_CHARS
+        and "<" not in value
+        and ">" not in value
+        and not find_coordinate_pairs(value)
+    )
+
+
+@register("format")
+def make_format_reward(args: RewardArguments) -> RewardFunc:
+    """Build ``format``: 1.0 per completion that follows the contract exactly, else 0.0 (no settings apply)."""
+
+    def format_reward(
+        prompts: Any, completions: Any, completion_ids: Any = None, **kwargs: Any
+    ) -> list[float | None]:
+        """1.0 per completion that follows the answer contract exactly, else 0.0."""
+        return [1.0 if follows_contract(completion_text(c)) else 0.0 for c in completions]
+
+    return format_reward
