@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _setup_logging(training)
 
     from geo_r.data import build_grpo_dataset, load_records, split_dataset
+    from geo_r.data.mixture import is_mixture_config, load_mixture
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.compat import reconcile, resolve_resume
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
@@ -99,8 +100,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for note in reconcile(script, model_args, compat, training):
         logger.warning(note)
-    if not script.data_file_paths:
-        raise SystemExit("grpo_jsonl.py: --data_file_paths is required (a.jsonl:b.jsonl)")
+    mixture = script.dataset_name if is_mixture_config(script.dataset_name) else None
+    if not script.data_file_paths and mixture is None:
+        raise SystemExit(
+            "grpo_jsonl.py: --data_file_paths (a.jsonl:b.jsonl) or --dataset_name (a data_config/*.yaml mixture) "
+            "is required"
+        )
     if not model_args.model_name_or_path:
         raise SystemExit("grpo_jsonl.py: --model_name_or_path is required")
     resume, resume_note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
@@ -118,21 +123,32 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # Image checks hit the file system once per image: with many ranks, only each node's first process does
     # them (a failure there stops the whole torchrun job). --skip_invalid must drop the same records on every
-    # rank, so then every rank checks.
-    records, _report = load_records(
-        data_file_paths=script.data_file_paths,
-        image_folders=script.image_folders,
-        skip_invalid=script.skip_invalid,
-        check_images=script.check_images and (script.skip_invalid or training.local_process_index == 0),
-        derive_chains=script.derive_chains,
-    )
+    # rank, so then every rank checks. A mixture's random draws are seeded alike on every rank.
+    seed = training.data_seed if training.data_seed is not None else training.seed
+    check_images = script.check_images and (script.skip_invalid or training.local_process_index == 0)
+    if mixture is not None:
+        records, _report = load_mixture(
+            mixture,
+            image_root=script.image_root,
+            seed=seed,
+            skip_invalid=script.skip_invalid,
+            check_images=check_images,
+            derive_chains=script.derive_chains,
+        )
+    else:
+        records, _report = load_records(
+            data_file_paths=script.data_file_paths,
+            image_folders=script.image_folders or script.image_root or "",
+            skip_invalid=script.skip_invalid,
+            check_images=check_images,
+            derive_chains=script.derive_chains,
+        )
     for rec in records[: script.log_ground_truth]:
         logger.info(
             "ground truth %s: lat=%s lon=%s country=%s region=%s city=%s",
             rec.id, rec.lat, rec.lon, rec.country, rec.region, rec.city,
         )
     dataset = build_grpo_dataset(records, question=script.question)
-    seed = training.data_seed if training.data_seed is not None else training.seed
     train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
     if val_ds is not None and training.eval_strategy == "no":
         logger.warning(

@@ -41,8 +41,19 @@ class GeoScriptArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Accepted for VLM-R1 compatibility (its scripts pass '--dataset-name this_is_not_used'). Geo-R "
-            "reads data from --data_file_paths; any other value is ignored with a warning."
+            "help": "A dataset mixture yaml (VLM-R1 / Geo-R data_config format, e.g. data_config/geo_example.yaml): "
+            "'datasets:' entries with json_path, optional image_folder and sampling_strategy (all, first:N, "
+            "end:N, random:N, or P%% in place of N; random is seeded with --data_seed, else --seed). Used "
+            "instead of --data_file_paths. Any other value (VLM-R1's scripts pass '--dataset-name "
+            "this_is_not_used') is ignored with a warning."
+        },
+    )
+    image_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Geo-R's grpo_rec.py flag: the image folder of --dataset_name yaml entries that give no "
+            "image_folder of their own (default: each data file's folder). With --data_file_paths it is the "
+            "image folder of every file, as a single --image_folders would be (do not pass both)."
         },
     )
     val_split_ratio: float = field(

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from geo_r.data.mixture import is_mixture_config
 from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
 
 _TRUE = {"true", "1", "yes"}
@@ -97,13 +98,20 @@ def reconcile(
         notes.append(f"--max_anyres_num {compat.max_anyres_num} ignored: it is InternVL tiling; Geo-R trains Qwen-VL.")
     if compat.arrow_cache_dir is not None:
         notes.append("--arrow_cache_dir ignored: the training set is built in memory from the jsonl files.")
-    if script.dataset_name is not None and script.dataset_name.endswith((".yaml", ".yml")):
-        raise ValueError(
-            f"--dataset_name {script.dataset_name}: VLM-R1 / Geo-R dataset-mixture yaml files are not supported "
-            "yet; list the files with --data_file_paths a.jsonl:b.jsonl --image_folders x/:y/"
-        )
-    if script.dataset_name is not None:
+    if is_mixture_config(script.dataset_name):
+        if script.data_file_paths or script.image_folders:
+            raise ValueError(
+                f"--dataset_name {script.dataset_name} is a dataset mixture that lists its own data files: drop "
+                "--data_file_paths / --image_folders (give an entry its images with image_folder:, or all entries "
+                "with --image_root), or drop the yaml and list the files with --data_file_paths a.jsonl:b.jsonl"
+            )
+    elif script.dataset_name is not None:
         notes.append(f"--dataset_name {script.dataset_name} ignored: data comes from --data_file_paths.")
+    if script.image_root and script.image_folders:
+        raise ValueError(
+            f"--image_root {script.image_root} and --image_folders {script.image_folders} both give image folders; "
+            "pass one of them"
+        )
     report_to = list(training.report_to or [])
     if "wandb" in report_to and (why := _wandb_usable()) is not None:
         training.report_to = [r for r in report_to if r != "wandb"]
