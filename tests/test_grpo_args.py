@@ -128,3 +128,27 @@ def test_help_documents_every_vlmr1_flag():
     for flag in flags:
         assert flag in out, f"{flag} missing from --help"
     assert "never truncated" in out  # the reason --max_prompt_length is ignored is in the help itself
+
+
+def test_old_trainer_flags_are_renamed_or_explained():
+    script, _rewards, model, compat, training = parse_args([
+        "--output_dir", "OUT", "--vllm_device", "cuda:7", "--vllm_enable_prefix_caching",
+        "--vllm_guided_decoding_regex", "[0-9]+", "--gradient_checkpointing_use_reentrant", "true",
+        "--dataset_train_split", "train", "--ignore_bias_buffers", "--trust_remote_code", "true",
+    ])
+    notes = "\n".join(reconcile(script, model, compat, training))
+    assert "--vllm_device cuda:7 ignored" in notes and "--vllm_enable_prefix_caching True ignored" in notes
+    assert "--dataset_train_split train ignored" in notes and "--ignore_bias_buffers True ignored" in notes
+    assert training.vllm_structured_outputs_regex == "[0-9]+"
+    assert training.gradient_checkpointing_kwargs == {"use_reentrant": True}
+    assert "--trust_remote_code has no effect" in notes
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--load_in_4bit", "true"], "quantized"),
+    (["--model_revision", "v1.0"], "--model_revision v1.0"),
+])
+def test_unsupported_model_flags_are_refused(flags, match):
+    script, _rewards, model, compat, training = parse_args(["--output_dir", "OUT", *flags])
+    with pytest.raises(ValueError, match=match):
+        reconcile(script, model, compat, training)

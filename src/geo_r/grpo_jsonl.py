@@ -26,6 +26,14 @@ if __name__ == "__main__" and not __package__:
 logger = logging.getLogger("geo_r.grpo")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _prepare_argv(argv: list[str]) -> list[str]:
     """CPU runs: force ``--use_cpu`` and give DeepSpeed a gloo process group before GRPOConfig is built."""
     import torch
@@ -35,8 +43,15 @@ def _prepare_argv(argv: list[str]) -> list[str]:
     if not any(a == "--use_cpu" or a.startswith("--use_cpu=") or a.startswith("--use-cpu") for a in argv):
         argv = [*argv, "--use_cpu", "true"]
     if any(a == "--deepspeed" or a.startswith("--deepspeed=") for a in argv):
+        import os
+
         import deepspeed
 
+        # A plain `python grpo_jsonl.py --deepspeed ...` (no torchrun) has no rendezvous variables; without them
+        # DeepSpeed tries MPI discovery. One process on this machine is what such a run means.
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
         # accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference
         # model's ZeRO-3 init sees world size 1 and fails its batch-size check (see notes/feasibility_cpu_grpo.md).
         deepspeed.init_distributed(dist_backend="gloo")
@@ -100,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for note in reconcile(script, model_args, compat, training):
         logger.warning(note)
+    if training.beta == 0.0:
+        logger.info("beta 0.0 (TRL 1.16's default; VLM-R1 and Geo-R used 0.04): no reference model, no KL term")
     mixture = script.dataset_name if is_mixture_config(script.dataset_name) else None
     if not script.data_file_paths and mixture is None:
         raise SystemExit(
@@ -148,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "ground truth %s: lat=%s lon=%s country=%s region=%s city=%s",
             rec.id, rec.lat, rec.lon, rec.country, rec.region, rec.city,
         )
-    dataset = build_grpo_dataset(records, question=script.question)
+    dataset = build_grpo_dataset(records, question=script.question, replace_questions=script.replace_questions)
     train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
     if val_ds is not None and training.eval_strategy == "no":
         logger.warning(

@@ -90,6 +90,14 @@ class GeoScriptArguments:
             "without a human turn. Records with a human turn keep their own text."
         },
     )
+    replace_questions: bool = field(
+        default=False,
+        metadata={
+            "help": "Ask every record the Chain-of-Region question (or --question), even records that bring their "
+            "own human turn or Geo-R 'problem' text, which may not ask for the answer contract the format reward "
+            "checks."
+        },
+    )
     skip_invalid: bool = field(
         default=False,
         metadata={
@@ -182,4 +190,40 @@ class VLMR1CompatArguments:
     arrow_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Ignored with a warning: unused in VLM-R1 too; Geo-R builds its dataset in memory."},
+    )
+    vllm_device: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning (old TRL): TRL 1.16 places vLLM itself, see --vllm_mode colocate|server."},
+    )
+    vllm_dtype: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning (old TRL): vLLM runs in the dtype the model is loaded in (--dtype)."},
+    )
+    vllm_enable_prefix_caching: bool | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning (old TRL): TRL 1.16 configures vLLM's prefix caching itself."},
+    )
+    vllm_guided_decoding_regex: str | None = field(
+        default=None,
+        metadata={"help": "Old TRL name of --vllm_structured_outputs_regex; used as that."},
+    )
+    gradient_checkpointing_use_reentrant: bool | None = field(
+        default=None,
+        metadata={"help": "VLM-R1 / open-r1 spelling of --gradient_checkpointing_kwargs '{\"use_reentrant\": ...}'; used as that."},
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: a hub-dataset option of TRL's ScriptArguments; Geo-R reads files."},
+    )
+    dataset_train_split: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: a hub-dataset option; all records train, see --val_split_ratio."},
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: a hub-dataset option; the validation set comes from --val_split_ratio."},
+    )
+    ignore_bias_buffers: bool | None = field(
+        default=None,
+        metadata={"help": "Ignored with a warning: a DDP workaround for causal-LM bias buffers that Qwen-VL does not have."},
     )

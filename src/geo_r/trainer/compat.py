@@ -112,8 +112,64 @@ def reconcile(
             f"--image_root {script.image_root} and --image_folders {script.image_folders} both give image folders; "
             "pass one of them"
         )
+    notes += _legacy_trainer_flags(compat, training)
+    notes += _model_flags(model, training)
     report_to = list(training.report_to or [])
     if "wandb" in report_to and (why := _wandb_usable()) is not None:
         training.report_to = [r for r in report_to if r != "wandb"]
         notes.append(f"--report_to wandb dropped: {why}. Metrics still go to trainer_state.json and the console.")
+    return notes
+
+
+_IGNORED_LEGACY = {
+    "vllm_device": "TRL 1.16 places vLLM itself (--vllm_mode colocate|server)",
+    "vllm_dtype": "vLLM runs in the dtype the model is loaded in (--dtype)",
+    "vllm_enable_prefix_caching": "TRL 1.16 configures vLLM's prefix caching itself",
+    "dataset_config": "it selects a hub dataset; Geo-R reads jsonl/json files",
+    "dataset_train_split": "it selects a hub split; every record trains (hold some out with --val_split_ratio)",
+    "dataset_test_split": "it selects a hub split; the validation set comes from --val_split_ratio",
+    "ignore_bias_buffers": "it is a DDP workaround for causal-LM bias buffers, which Qwen-VL does not have",
+}
+
+
+def _legacy_trainer_flags(compat: VLMR1CompatArguments, training: Any) -> list[str]:
+    """Old TRL / VLM-R1 trainer flags: renamed ones are applied, the rest explained."""
+    notes = []
+    for name, why in _IGNORED_LEGACY.items():
+        if getattr(compat, name) is not None:
+            notes.append(f"--{name} {getattr(compat, name)} ignored: {why}.")
+    if compat.vllm_guided_decoding_regex is not None:
+        training.vllm_structured_outputs_regex = compat.vllm_guided_decoding_regex
+        notes.append("--vllm_guided_decoding_regex: used as --vllm_structured_outputs_regex (TRL 1.16 name).")
+    if compat.gradient_checkpointing_use_reentrant is not None:
+        kwargs = dict(training.gradient_checkpointing_kwargs or {})
+        kwargs["use_reentrant"] = bool(compat.gradient_checkpointing_use_reentrant)
+        training.gradient_checkpointing_kwargs = kwargs
+        notes.append(
+            f"--gradient_checkpointing_use_reentrant {compat.gradient_checkpointing_use_reentrant}: used as "
+            f"--gradient_checkpointing_kwargs {kwargs}."
+        )
+    return notes
+
+
+def _model_flags(model: GeoModelArguments, training: Any) -> list[str]:
+    """ModelConfig flags the loader does not implement: refused (quantization, revisions) or explained."""
+    if model.load_in_8bit or model.load_in_4bit:
+        raise ValueError(
+            "--load_in_8bit / --load_in_4bit: quantized (QLoRA) loading is not supported by Geo-R's model loader; "
+            "train LoRA on a bf16 model (--use_peft true --bf16) instead"
+        )
+    if model.model_revision not in (None, "", "main"):
+        raise ValueError(
+            f"--model_revision {model.model_revision}: not supported, since the model and its processor must come "
+            "from one folder; download that revision (huggingface-cli download --revision ...) and pass the folder"
+        )
+    notes = []
+    if model.bnb_4bit_quant_type != "nf4" or model.use_bnb_nested_quant or model.bnb_4bit_quant_storage:
+        notes.append("--bnb_4bit_* / --use_bnb_nested_quant ignored: they only apply to quantized loading.")
+    if getattr(training, "trust_remote_code", False):
+        notes.append(
+            "--trust_remote_code has no effect on the policy: Qwen-VL's classes ship with transformers and the model "
+            "is loaded without remote code."
+        )
     return notes
