@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("geo_r.demo.tiny_model", "build a tiny random Qwen-VL checkpoint offline (tests, demo)"),
     "toy-data": ("geo_r.demo.toy_data", "write a small synthetic geolocation set (jsonl + images) for quick runs"),
     "validate": ("geo_r.data.validate", "check jsonl files and image folders before training"),
+    "eval": ("geo_r.eval.cli", "batch inference + acc@1/25/200/750/2500 km, report.md, map and error CDF"),
+    "prepare": ("geo_r.data.prepare.cli", "convert MP16-Pro/OSV-5M/Im2GPS3k/YFCC4k/CSV/EXIF photos to Geo-R jsonl"),
+    "mine-hard": ("geo_r.data.mining.cli", "Geo-R hard-sample mining: drop samples near base-model hotspots"),
 }
 
 

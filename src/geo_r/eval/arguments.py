@@ -1,0 +1,136 @@
+"""The flags of ``geo-r eval`` and the settings derived from them (decoding settings, the run fingerprint).
+
+Data flags are named as in the GRPO entrypoint, and ``--min_pixels`` / ``--max_pixels`` default to the
+training defaults, so a training command line's data and image settings carry over unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from geo_r.eval.generate import GenerationSettings
+from geo_r.eval.metrics import DEFAULT_THRESHOLDS_KM
+
+RUN_CONFIG_FILE = "run_config.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``geo-r eval`` (data flags named as in the GRPO entrypoint)."""
+    from geo_r.trainer.arguments import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+    data = parser.add_argument_group("data and output")
+    data.add_argument(
+        "--data_file_paths", required=True, help="ground truth: colon-separated .jsonl/.json files"
+    )
+    data.add_argument(
+        "--image_folders", default="", help="image folders paired with the data files (as in training)"
+    )
+    data.add_argument("--output_dir", required=True, help="where predictions, metrics, report and figures go")
+    data.add_argument(
+        "--predictions",
+        default=None,
+        help="score this jsonl file (lines with 'id' and 'completion') instead of generating; no model needed",
+    )
+    data.add_argument(
+        "--allow_missing",
+        action="store_true",
+        help="with --predictions: images without a prediction count as unparseable (default: error)",
+    )
+    data.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N records")
+    data.add_argument("--skip_invalid", action="store_true", help="drop invalid records instead of stopping")
+    data.add_argument(
+        "--no_check_images", action="store_true", help="do not open every image before generating"
+    )
+    data.add_argument(
+        "--overwrite", action="store_true", help="delete earlier predictions in --output_dir first"
+    )
+    data.add_argument(
+        "--run_name", default=None, help="label of this run in the report (default: model folder name)"
+    )
+
+    model = parser.add_argument_group("model and generation")
+    model.add_argument("--model_name_or_path", default=None, help="saved model folder (Qwen2/2.5/3-VL)")
+    model.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="HF generate (default) or vLLM"
+    )
+    model.add_argument("--batch_size", type=int, default=8, help="images per generate call (default: 8)")
+    model.add_argument("--max_new_tokens", type=int, default=512, help="completion budget (default: 512)")
+    model.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
+    model.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (with --do_sample)"
+    )
+    model.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (with --do_sample)")
+    model.add_argument("--top_k", type=int, default=0, help="top-k sampling, 0 = off (with --do_sample)")
+    model.add_argument("--repetition_penalty", type=float, default=1.0, help="1.0 = off (default)")
+    model.add_argument(
+        "--seed", type=int, default=42, help="sampling seed (per batch / per image; default: 42)"
+    )
+    model.add_argument("--question", default=None, help="prompt for records without their own question")
+    model.add_argument(
+        "--min_pixels", type=int, default=DEFAULT_MIN_PIXELS, help="as in training (default: %(default)s)"
+    )
+    model.add_argument(
+        "--max_pixels", type=int, default=DEFAULT_MAX_PIXELS, help="as in training (default: %(default)s)"
+    )
+    model.add_argument(
+        "--torch_dtype",
+        default=None,
+        help="bfloat16 / float16 / float32 / auto (default: bf16 on GPU, fp32 on CPU)",
+    )
+    model.add_argument("--attn_implementation", default=None, help="sdpa (default) or flash_attention_2")
+    model.add_argument("--vllm_gpu_memory_utilization", type=float, default=0.85, help="vLLM memory share")
+    model.add_argument("--vllm_max_model_len", type=int, default=None, help="vLLM context length cap")
+
+    scoring = parser.add_argument_group("metrics")
+    scoring.add_argument(
+        "--distance",
+        choices=("haversine", "geodesic"),
+        default="haversine",
+        help="haversine on R = 6371 km (default; GeoEstimation, OSV-5M, Geo-R) or WGS-84 geodesic (GeoCLIP, G3)",
+    )
+    scoring.add_argument(
+        "--strict_threshold", action="store_true", help="count d < X km instead of d <= X km"
+    )
+    scoring.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_THRESHOLDS_KM),
+        help="accuracy thresholds in km (default: 1 25 200 750 2500)",
+    )
+    scoring.add_argument(
+        "--benchmark",
+        choices=("auto", "im2gps3k", "yfcc4k", "none"),
+        default="auto",
+        help="which published rows the report lists (auto: from the data file name; none: all)",
+    )
+    scoring.add_argument("--map_max_points", type=int, default=2000, help="images drawn on map.png (sampled)")
+    scoring.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def generation_settings(args: argparse.Namespace) -> GenerationSettings:
+    """The decoding settings the flags ask for (raises ValueError for impossible values)."""
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+
+
+def fingerprint(args: argparse.Namespace) -> dict[str, Any]:
+    """What determines the completions (written to run_config.json): resuming with a different value would
+    mix two runs in one predictions file."""
+    return {
+        "model_name_or_path": str(Path(args.model_name_or_path).resolve()),
+        "question": args.question,
+        "min_pixels": args.min_pixels,
+        "max_pixels": args.max_pixels,
+        "torch_dtype": args.torch_dtype,
+        "generation": generation_settings(args).to_dict(),
+    }

@@ -1,0 +1,381 @@
+"""Evaluate a geolocation model: batched generation, standard metrics (acc@1/25/200/750/2500 km), report and maps.
+
+Generate and score (resumable: a rerun with the same --output_dir skips ids already in predictions.jsonl):
+
+  geo-r eval --model_name_or_path M --data_file_paths im2gps3k.jsonl --image_folders imgs/ --output_dir D
+
+Data parallel over GPUs (each rank a shard, merged by rank 0):
+
+  torchrun --nproc_per_node 8 -m geo_r.cli eval --model_name_or_path M ... --output_dir D
+
+Score an existing predictions file (jsonl lines with "id" and "completion", e.g. D/predictions.jsonl),
+without a model:
+
+  geo-r eval --predictions preds.jsonl --data_file_paths im2gps3k.jsonl --output_dir D
+
+Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png.
+Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
+reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from geo_r.eval.arguments import RUN_CONFIG_FILE, add_arguments, fingerprint, generation_settings
+
+logger = logging.getLogger("geo_r.eval")
+
+
+class EvalConfigError(ValueError):
+    """The evaluation's arguments or output folder do not fit together; the message says how to fix it."""
+
+
+def _check_run_config(out_dir: Path, expected: dict[str, Any]) -> None:
+    """Refuse to resume into a folder whose predictions came from other generation settings."""
+    import json
+
+    from geo_r.eval.predictions import prediction_files
+
+    if not prediction_files(out_dir):
+        return
+    path = out_dir / RUN_CONFIG_FILE
+    if not path.is_file():
+        logger.warning(
+            "%s has predictions but no %s; resuming without checking their settings", out_dir, RUN_CONFIG_FILE
+        )
+        return
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EvalConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    differ = sorted(k for k in expected if stored.get(k) != expected[k])
+    if differ:
+        details = "; ".join(f"{k}: was {stored.get(k)!r}, now {expected[k]!r}" for k in differ)
+        raise EvalConfigError(
+            f"{out_dir} holds predictions made with other settings ({details}). Use a new --output_dir, or "
+            "--overwrite to delete them."
+        )
+
+
+def _label(args: argparse.Namespace) -> str:
+    if args.run_name:
+        return args.run_name
+    if args.model_name_or_path:
+        return Path(args.model_name_or_path.rstrip("/")).name or args.model_name_or_path
+    return Path(args.predictions).stem
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("geo-r", "torch", "transformers", "vllm"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _load_ground_truth(args: argparse.Namespace, check_images: bool) -> list[Any]:
+    from geo_r.data import load_records
+
+    records, _ = load_records(
+        args.data_file_paths,
+        args.image_folders,
+        skip_invalid=args.skip_invalid,
+        check_images=check_images,
+        derive_chains=True,
+    )
+    seen: dict[str, str] = {}
+    for r in records:
+        if r.id in seen:
+            raise EvalConfigError(
+                f"{r.source}: id {r.id!r} also at {seen[r.id]}; evaluation matches predictions by id, so ids "
+                "must be unique"
+            )
+        seen[r.id] = r.source
+    if args.max_samples is not None:
+        if args.max_samples < 1:
+            raise EvalConfigError(f"--max_samples must be >= 1, got {args.max_samples}")
+        records = records[: args.max_samples]
+    return records
+
+
+def _completions_from_file(args: argparse.Namespace, records: list[Any]) -> dict[str, str]:
+    from geo_r.eval.predictions import read_predictions
+
+    completions = read_predictions(args.predictions)
+    ids = {r.id for r in records}
+    matched = ids & completions.keys()
+    if not matched:
+        raise EvalConfigError(
+            f"{args.predictions}: none of its {len(completions)} id(s) is in --data_file_paths "
+            f"(e.g. {next(iter(completions), 'none')!r} vs {records[0].id!r})"
+        )
+    extra = len(completions) - len(matched)
+    if extra:
+        logger.warning(
+            "%s: %d prediction(s) for ids not in the ground truth are ignored", args.predictions, extra
+        )
+    missing = [r.id for r in records if r.id not in completions]
+    if missing and not args.allow_missing:
+        raise EvalConfigError(
+            f"{args.predictions}: {len(missing)} of {len(records)} image(s) have no prediction (first: "
+            f"{', '.join(map(repr, missing[:5]))}); pass --allow_missing to count them as unparseable"
+        )
+    return completions
+
+
+def _build_generator(args: argparse.Namespace, dist: Any, records: list[Any]) -> Any:
+    settings = generation_settings(args)
+    if args.backend == "vllm":
+        from geo_r.eval.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(
+            args.model_name_or_path,
+            settings,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            max_images=max((len(r.images) for r in records), default=1),
+            dtype=args.torch_dtype,
+            world_size=dist.world_size,
+            gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+            max_model_len=args.vllm_max_model_len,
+            question=args.question,
+        )
+    from geo_r.eval.generate import HFGenerator, default_device
+
+    return HFGenerator(
+        args.model_name_or_path,
+        settings,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        dtype=args.torch_dtype,
+        attn_implementation=args.attn_implementation,
+        device=default_device(dist.local_rank),
+        question=args.question,
+    )
+
+
+def _generate(
+    args: argparse.Namespace, records: list[Any], out_dir: Path, dist: Any
+) -> tuple[dict[str, str] | None, int]:
+    """Generate the missing predictions on every rank; rank 0 merges and returns (id -> completion, how many
+    images already had a prediction from an earlier run); other ranks return (None, 0)."""
+    from geo_r.eval import runner
+    from geo_r.eval.predictions import (
+        PREDICTIONS_FILE,
+        done_ids,
+        merge_shards,
+        prediction_files,
+        read_predictions,
+    )
+    from geo_r.eval.vllm_backend import require_vllm
+
+    if args.backend == "vllm":
+        require_vllm()
+    run_fingerprint = fingerprint(args)
+    runner.init_distributed(dist)
+    try:
+        if args.overwrite and dist.is_main:
+            for path in prediction_files(out_dir):
+                path.unlink()
+        runner.barrier(dist)
+        _check_run_config(out_dir, run_fingerprint)
+        runner.barrier(dist)
+        if dist.is_main:
+            from geo_r.eval.outputs import write_json_atomic
+
+            write_json_atomic(out_dir / RUN_CONFIG_FILE, run_fingerprint)
+        done = done_ids(out_dir) & {r.id for r in records}
+        reused = len(done) if dist.is_main else 0
+        if len(done) < len(records):  # every rank sees the same files, so all agree on this
+            generator = _build_generator(args, dist, records)
+            runner.generate_predictions(
+                records,
+                generator,
+                out_dir,
+                batch_size=args.batch_size,
+                dist=dist,
+                distance=args.distance,
+                progress=not args.no_progress,
+            )
+        else:
+            logger.info("all %d image(s) already have predictions in %s; scoring only", len(records), out_dir)
+        runner.barrier(dist)
+        if not dist.is_main:
+            return None, 0
+        merge_shards(out_dir, order=[r.id for r in records])
+        return read_predictions(
+            out_dir / PREDICTIONS_FILE, duplicates="first", skip_partial_tail=True
+        ), reused
+    finally:
+        runner.shutdown_distributed(dist)
+
+
+def _settings(
+    args: argparse.Namespace, records: list[Any], dist: Any, seconds: float, reused: int | None
+) -> dict[str, Any]:
+    mode = "score --predictions" if args.predictions else f"generate ({args.backend})"
+    settings: dict[str, Any] = {
+        "mode": mode,
+        "data_file_paths": args.data_file_paths,
+        "image_folders": args.image_folders,
+        "n_images": len(records),
+        "max_samples": args.max_samples,
+        "threshold_rule": "d < X km" if args.strict_threshold else "d <= X km",
+        "thresholds_km": sorted(set(args.thresholds)),
+        "earth_radius_km": 6371.0 if args.distance == "haversine" else None,
+        "command": " ".join(sys.argv),
+        "versions": _versions(),
+        "seconds": round(seconds, 1),
+    }
+    if args.predictions:
+        settings["predictions"] = str(args.predictions)
+    else:
+        settings.update(
+            model_name_or_path=args.model_name_or_path,
+            backend=args.backend,
+            device=_device_name(dist),
+            world_size=dist.world_size,
+            batch_size=args.batch_size,
+            generation=generation_settings(args).to_dict(),
+            question="default (geo_r.prompts.DEFAULT_QUESTION)" if args.question is None else args.question,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            torch_dtype=args.torch_dtype or "bf16 on GPU / fp32 on CPU",
+            attn_implementation=args.attn_implementation or "sdpa",
+            predictions_reused_from_earlier_runs=reused,
+        )
+    return settings
+
+
+def _device_name(dist: Any) -> str:
+    from geo_r.eval.generate import default_device
+
+    device = default_device(dist.local_rank)
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return device
+
+
+def _print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
+    from geo_r.eval.metrics import accuracy_key
+
+    accs = "  ".join(f"{accuracy_key(t)} {metrics[accuracy_key(t)]:.2f}" for t in metrics["thresholds_km"])
+    median = metrics["median_km"]
+    print(
+        f"geo-r eval: n={metrics['n']}  {accs}  median_km "
+        f"{'n/a' if median is None else f'{median:.1f}'}  geoscore {metrics['geoscore']:.1f}  "
+        f"parse_rate {metrics['parse_rate']:.1f}%\n  wrote {out_dir}/report.md, metrics.json, map.png, error_cdf.png"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from geo_r.eval.metrics import check_thresholds
+    from geo_r.eval.outputs import evaluate_and_write
+    from geo_r.eval.published import detect_benchmark
+    from geo_r.eval.runner import DistEnv
+
+    start = time.perf_counter()
+    try:
+        thresholds = check_thresholds(args.thresholds)
+        if args.predictions is None:
+            generation_settings(args)  # sampling flags are checked before any data or model is loaded
+            if args.torch_dtype:
+                from geo_r.trainer.model_loading import dtype_name
+
+                dtype_name(args.torch_dtype)
+    except ValueError as exc:
+        raise EvalConfigError(str(exc)) from None
+    if args.map_max_points < 1:
+        raise EvalConfigError("--map_max_points must be >= 1")
+    dist = DistEnv.from_env()
+    if args.predictions is None and not args.model_name_or_path:
+        raise EvalConfigError(
+            "give --model_name_or_path (to generate) or --predictions FILE (to score a file)"
+        )
+    if args.predictions is not None and dist.distributed:
+        raise EvalConfigError("--predictions scoring runs in one process; launch it without torchrun")
+    if args.predictions is None and args.batch_size < 1:
+        raise EvalConfigError(f"--batch_size must be >= 1, got {args.batch_size}")
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = _load_ground_truth(args, check_images=args.predictions is None and not args.no_check_images)
+
+    reused = None
+    if args.predictions is not None:
+        completions = _completions_from_file(args, records)
+    else:
+        generated, reused = _generate(args, records, out_dir, dist)
+        if generated is None:  # not rank 0: rank 0 scores and reports
+            return 0
+        completions = generated
+
+    if args.benchmark == "auto":
+        benchmark = detect_benchmark(args.data_file_paths.split(":"))
+    else:
+        benchmark = None if args.benchmark == "none" else args.benchmark
+    metrics = evaluate_and_write(
+        records,
+        completions,
+        out_dir,
+        distance=args.distance,
+        thresholds_km=thresholds,
+        strict=args.strict_threshold,
+        settings=_settings(args, records, dist, time.perf_counter() - start, reused),
+        run_label=_label(args),
+        benchmark=benchmark,
+        map_max_points=args.map_max_points,
+        seed=args.seed,
+    )
+    _print_summary(metrics, out_dir)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``geo-r eval``; returns the exit code (1 with a one-line reason for bad arguments or data)."""
+    from geo_r.data.report import DataConfigError, DataValidationError
+    from geo_r.eval.predictions import PredictionsFileError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except (
+        EvalConfigError,
+        DataConfigError,
+        DataValidationError,
+        PredictionsFileError,
+        FileNotFoundError,
+    ) as exc:
+        print(f"geo-r eval: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        if "vllm" in str(exc):
+            print(f"geo-r eval: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m geo_r.eval.cli ...``: the same command as ``geo-r eval`` without the top-level CLI."""
+    parser = argparse.ArgumentParser(
+        prog="geo-r eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

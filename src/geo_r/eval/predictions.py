@@ -1,0 +1,254 @@
+"""The resumable, append-only predictions file of an evaluation run, and reading any predictions file.
+
+Layout: one JSON object per line, ``id`` and ``completion`` (the raw model text) first, then what the harness
+derived when it wrote the line (``pred_country``, ``pred_region``, ``pred_city``, ``pred_lat``, ``pred_lon``,
+``true_lat``, ``true_lon``, ``distance_km`` under the run's distance). Only ``id`` and ``completion`` are read
+back: scoring always re-parses the completion, so ``geo-r eval --predictions FILE`` accepts any file with
+those two keys, including one written by another tool.
+
+Resuming: :class:`PredictionWriter` appends each batch, then flushes and fsyncs, so a killed run loses at most
+the batch in flight. A kill in the middle of a write can leave half a line at the end of the file; opening the
+writer again cuts that partial line off (with a warning) before appending, so no line is ever glued to a
+broken one. With torchrun each rank appends to its own ``predictions.rank<R>.jsonl``; rank 0 merges them into
+``predictions.jsonl`` (ids deduplicated, first occurrence wins) once every rank is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from geo_r.data.schema import GeoRecord
+from geo_r.geo import parse_prediction
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.jsonl"
+SHARD_PATTERN = "predictions.rank*.jsonl"
+
+
+class PredictionsFileError(ValueError):
+    """A predictions file line that cannot be used; the message names the file and line."""
+
+
+def shard_path(output_dir: str | os.PathLike, rank: int) -> Path:
+    """The file rank ``rank`` appends to under torchrun: ``predictions.rank<R>.jsonl``."""
+    return Path(output_dir) / f"predictions.rank{rank}.jsonl"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def prediction_line(record: GeoRecord, completion: str, distance: str = "haversine") -> dict[str, Any]:
+    """The JSON object written for one image: raw completion, parsed fields, truth and error in km."""
+    from geo_r.eval.scoring import distance_km
+
+    pred = parse_prediction(completion)
+    d = (
+        distance_km(record.lat, record.lon, pred.lat, pred.lon, distance)  # type: ignore[arg-type]
+        if pred.has_coordinates
+        else None
+    )
+    return {
+        "id": record.id,
+        "completion": completion,
+        "pred_country": pred.country,
+        "pred_region": pred.region,
+        "pred_city": pred.city,
+        "pred_lat": pred.lat,
+        "pred_lon": pred.lon,
+        "true_lat": record.lat,
+        "true_lon": record.lon,
+        "distance_km": _finite(d),
+        "distance": distance,
+    }
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Cut a partial last line (no trailing newline: a write interrupted by a kill) off ``path``; returns the
+    number of bytes removed (0 when the file is missing, empty or ends with a newline)."""
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    with open(p, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        pos = size
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        fh.truncate(keep)
+    removed = size - keep
+    logger.warning("%s: removed an incomplete last line (%d bytes) left by an interrupted run", p, removed)
+    return removed
+
+
+class PredictionWriter:
+    """Append prediction lines to a jsonl file, durably, one batch at a time (use as a context manager)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def append(self, lines: Iterable[Mapping[str, Any]]) -> int:
+        """Write the lines, then flush and fsync, so they survive a kill; returns how many were written."""
+        text = "".join(json.dumps(dict(line), ensure_ascii=False, allow_nan=False) + "\n" for line in lines)
+        if not text:
+            return 0
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return text.count("\n")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any] | None:
+    """One line as a checked object (``id`` turned into a string); None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PredictionsFileError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise PredictionsFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    pid = obj.get("id")
+    if isinstance(pid, bool) or not isinstance(pid, str | int) or (isinstance(pid, str) and not pid):
+        raise PredictionsFileError(f"{where}: 'id' must be a non-empty string or an integer")
+    if not isinstance(obj.get("completion"), str):
+        raise PredictionsFileError(
+            f"{where}: 'completion' must be the model's text (a string), got {type(obj.get('completion')).__name__}"
+        )
+    obj["id"] = str(pid)
+    return obj
+
+
+def iter_prediction_lines(
+    path: str | os.PathLike, *, skip_partial_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; :class:`PredictionsFileError` naming ``file:line`` for a
+    line that is not a JSON object with a string or integer ``id`` and a string ``completion``.
+
+    ``skip_partial_tail`` ignores a last line that has no newline and is not valid JSON (a write cut short by a
+    kill), as the harness does with its own files before it appends to them."""
+    p = Path(path)
+    with open(p, encoding="utf-8", errors="replace", newline="") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            try:
+                obj = _parse_line(line, f"{p}:{line_no}")
+            except PredictionsFileError:
+                if skip_partial_tail and not line.endswith("\n"):
+                    logger.warning("%s:%d: ignoring an incomplete last line (interrupted write)", p, line_no)
+                    return
+                raise
+            if obj is not None:
+                yield line_no, obj
+
+
+def read_predictions(
+    path: str | os.PathLike, *, duplicates: str = "error", skip_partial_tail: bool = False
+) -> dict[str, str]:
+    """``id -> completion`` of a predictions file. A repeated id is an error naming both lines
+    (``duplicates="error"``) or keeps its first line (``"first"``, used for the harness's own files);
+    ``skip_partial_tail`` as in :func:`iter_prediction_lines`."""
+    if duplicates not in ("error", "first"):
+        raise ValueError("duplicates must be 'error' or 'first'")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: predictions file not found")
+    out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    repeated = 0
+    for line_no, obj in iter_prediction_lines(p, skip_partial_tail=skip_partial_tail):
+        pid = obj["id"]
+        if pid in out:
+            if duplicates == "error":
+                raise PredictionsFileError(
+                    f"{p}:{line_no}: id {pid!r} already appeared on line {first_line[pid]}; "
+                    "keep one prediction per image"
+                )
+            repeated += 1
+            continue
+        out[pid] = obj["completion"]
+        first_line[pid] = line_no
+    if repeated:
+        logger.warning("%s: %d repeated id(s) ignored (first prediction kept)", p, repeated)
+    return out
+
+
+def prediction_files(output_dir: str | os.PathLike) -> list[Path]:
+    """The run's predictions files that exist: ``predictions.jsonl`` first, then rank shards by name."""
+    out_dir = Path(output_dir)
+    main = out_dir / PREDICTIONS_FILE
+    shards = sorted(out_dir.glob(SHARD_PATTERN))
+    return ([main] if main.is_file() else []) + shards
+
+
+def done_ids(output_dir: str | os.PathLike) -> set[str]:
+    """Ids that already have a prediction in the run's files (a partial last line does not count)."""
+    done: set[str] = set()
+    for path in prediction_files(output_dir):
+        for _, obj in iter_prediction_lines(path, skip_partial_tail=True):
+            done.add(obj["id"])
+    return done
+
+
+def merge_shards(output_dir: str | os.PathLike, order: Sequence[str] = ()) -> int:
+    """Merge ``predictions.jsonl`` and every rank shard into ``predictions.jsonl`` (atomically), one line per id
+    (the first seen wins), ordered like ``order`` (ids not in it keep their order, at the end); then delete the
+    shards. Returns the number of lines written; does nothing (returns -1) when there are no shards."""
+    out_dir = Path(output_dir)
+    shards = sorted(out_dir.glob(SHARD_PATTERN))
+    if not shards:
+        return -1
+    lines: dict[str, dict[str, Any]] = {}
+    for path in prediction_files(out_dir):
+        for _, obj in iter_prediction_lines(path, skip_partial_tail=True):
+            lines.setdefault(obj["id"], obj)
+    rank = {pid: i for i, pid in enumerate(order)}
+    ordered = sorted(lines.values(), key=lambda o: rank.get(o["id"], len(rank)))
+    target = out_dir / PREDICTIONS_FILE
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".predictions.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for obj in ordered:
+                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for path in shards:
+        path.unlink(missing_ok=True)
+    return len(ordered)

@@ -1,0 +1,184 @@
+"""``report.md``: the accuracy table in the papers' layout with published rows, the exact settings, the figures.
+
+The report is plain Markdown built from ``metrics.json``'s payload and the run's settings, so it can be
+regenerated from those two alone (:func:`render_report` is pure; :func:`write_report` writes the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from geo_r.eval.metrics import WORST_CASE_KM, accuracy_key
+from geo_r.eval.published import BENCHMARKS, PUBLISHED_THRESHOLDS_KM, published_for
+
+DASH = "–"
+
+
+def _pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}"
+
+
+def _km(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.1f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> list[str]:
+    """A Markdown table; the columns whose indices are in ``numeric`` are right-aligned."""
+    sep = ["---:" if i in numeric else "---" for i in range(len(header))]
+    return [_row(header), _row(sep), *(_row(r) for r in rows)]
+
+
+def accuracy_table(metrics: Mapping[str, Any], run_label: str, benchmark: str | None) -> list[str]:
+    """Markdown lines: this run's acc@1/25/200/750/2500 km, then the published rows of the benchmark (all
+    benchmarks when it is unknown), each with its setting and source."""
+    header = ["Method", "Setting", "Benchmark", *(f"{t:g} km" for t in PUBLISHED_THRESHOLDS_KM), "Source"]
+    numeric = range(3, 3 + len(PUBLISHED_THRESHOLDS_KM))
+    bench_name = BENCHMARKS.get(benchmark or "", "this data")
+    ours = [f"**{run_label}**", "this run", bench_name]
+    ours += [f"**{_pct(metrics.get(accuracy_key(t)))}**" for t in PUBLISHED_THRESHOLDS_KM]
+    rows = [ours + ["metrics.json"]]
+    for r in published_for(benchmark):
+        rows.append([r.method, r.setting, BENCHMARKS[r.benchmark], *(_pct(a) for a in r.acc), r.source])
+    return _table(header, rows, numeric)
+
+
+def render_report(
+    metrics: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *,
+    run_label: str,
+    benchmark: str | None,
+    figures: Mapping[str, str] | None = None,
+) -> str:
+    """The whole report as Markdown text."""
+    rule = metrics.get("threshold_rule", "<=")
+    distance = settings.get("distance", "haversine")
+    lines = [f"# Geo-R evaluation: {run_label}", ""]
+    lines += [
+        f"{metrics['n']} images; distance: **{distance}**"
+        + (" (sphere, R = 6371 km)" if distance == "haversine" else " (WGS-84 ellipsoid)")
+        + f"; an image counts at X km when its error is **{rule} X**.",
+        "",
+        "## Accuracy (% of images within X km)",
+        "",
+    ]
+    lines += accuracy_table(metrics, run_label, benchmark)
+    lines += [
+        "",
+        f"Answers with valid coordinates: **{_pct(metrics.get('parse_rate'))}%** "
+        f"({metrics.get('unparseable', 0)} of {metrics['n']} unparseable"
+        + (
+            f", {metrics['missing_predictions']} without any prediction"
+            if metrics.get("missing_predictions")
+            else ""
+        )
+        + "). Unparseable answers count as misses at every threshold.",
+        "",
+        "Published rows are the numbers their papers report (sources in the last column), not reproductions. "
+        "Their code bases differ in distance and threshold test (GeoCLIP: geodesic, `<=`; G3 / GeoRanker: "
+        "geodesic, `<`; Geo-R, GeoEstimation, OSV-5M: haversine): rerun with `--distance geodesic` and/or "
+        "`--strict_threshold` to match one exactly.",
+        "",
+    ]
+    if list(metrics.get("thresholds_km", [])) != list(PUBLISHED_THRESHOLDS_KM):
+        extra = [
+            [accuracy_key(t), _pct(metrics.get(accuracy_key(t)))] for t in metrics.get("thresholds_km", [])
+        ]
+        lines += ["This run's thresholds:", "", *_table(["threshold", "%"], extra, [1]), ""]
+
+    lines += ["## Errors and place names", ""]
+    summary = [
+        ["median error, answers with coordinates (km)", _km(metrics.get("median_km"))],
+        ["mean error, answers with coordinates (km)", _km(metrics.get("mean_km"))],
+        [f"median error, unparseable = {WORST_CASE_KM:,.1f} km", _km(metrics.get("median_km_worst_case"))],
+        [f"mean error, unparseable = {WORST_CASE_KM:,.1f} km", _km(metrics.get("mean_km_worst_case"))],
+        ["mean GeoScore (5000 exp(-d / 1492.7); 0 when unparseable)", _num(metrics.get("geoscore"))],
+    ]
+    for level in ("country", "region", "city"):
+        summary.append(
+            [
+                f"{level} accuracy from the answer's names (%, n = {metrics.get(f'n_{level}_labels', 0)})",
+                _pct(metrics.get(f"{level}_acc")),
+            ]
+        )
+    for level in ("country", "region", "city"):
+        summary.append(
+            [
+                f"{level} accuracy from the answer's coordinates (%, reverse geocoded)",
+                _pct(metrics.get(f"{level}_acc_coords")),
+            ]
+        )
+    lines += _table(["metric", "value"], summary, [1])
+    lines += [
+        "",
+        "Region and city names count only when the country is right as well. Name matching is offline "
+        "(normalised names and aliases, `geo_r.geo.names`); the coordinate variants reverse-geocode both points "
+        "with the same GeoNames table and compare country, (country, admin1) and (country, admin1, admin2, "
+        "place), as OSV-5M does.",
+        "",
+        "## Per continent (true location)",
+        "",
+    ]
+    thresholds = metrics.get("thresholds_km", PUBLISHED_THRESHOLDS_KM)
+    per = metrics.get("per_continent", {})
+    cont_rows = [
+        [
+            f"{block.get('name', key)} ({key})",
+            str(block["n"]),
+            _pct(block.get("parse_rate")),
+            *(_pct(block.get(accuracy_key(t))) for t in thresholds),
+            _km(block.get("median_km")),
+            _num(block.get("geoscore")),
+        ]
+        for key, block in per.items()
+    ]
+    lines += _table(
+        ["continent", "n", "parsed %", *(f"{t:g} km" for t in thresholds), "median km", "GeoScore"],
+        cont_rows,
+        range(1, 5 + len(thresholds)),
+    )
+    if figures:
+        lines += ["", "## Figures", ""]
+        for caption, name in figures.items():
+            lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    lines += [
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(dict(settings), indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    path: str | os.PathLike,
+    metrics: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *,
+    run_label: str,
+    benchmark: str | None,
+    figures: Mapping[str, str] | None = None,
+) -> Path:
+    """Write :func:`render_report` to ``path`` and return it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        render_report(metrics, settings, run_label=run_label, benchmark=benchmark, figures=figures),
+        encoding="utf-8",
+    )
+    return out

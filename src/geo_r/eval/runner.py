@@ -1,0 +1,155 @@
+"""The generation loop of ``geo-r eval``: skip what is done, shard over torchrun ranks, append batch by batch.
+
+Single process: predictions go straight to ``predictions.jsonl``. Under torchrun (``WORLD_SIZE`` > 1) every
+rank reads the same done set, takes every ``WORLD_SIZE``-th remaining record (``todo[rank::world]``) and
+appends to its own ``predictions.rank<R>.jsonl``; after a barrier rank 0 merges the shards
+(:func:`geo_r.eval.predictions.merge_shards`). The barrier uses a ``gloo`` process group (CPU tensors only, so
+it works the same with or without GPUs) with a long timeout, since ranks finish their shards at different
+times. A barrier also separates reading the done set from the first write, so every rank shards the same
+list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from geo_r.data.schema import GeoRecord
+from geo_r.eval.generate import Generator
+from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
+
+logger = logging.getLogger(__name__)
+
+BARRIER_TIMEOUT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a torchrun launch (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> DistEnv:
+        """Read ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` as torchrun sets them; ValueError if inconsistent."""
+        try:
+            rank = int(os.environ.get("RANK", "0"))
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        except ValueError as exc:
+            raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({exc})") from None
+        if world < 1 or not 0 <= rank < world or local < 0:
+            raise ValueError(
+                f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local}"
+            )
+        return cls(rank, world, local)
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, which merges, scores and writes the report."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when launched with more than one process."""
+        return self.world_size > 1
+
+
+def init_distributed(dist: DistEnv) -> None:
+    """Join the torchrun process group (gloo, for barriers) when running with several processes."""
+    if not dist.distributed:
+        return
+    import torch.distributed as td
+
+    if not td.is_initialized():
+        td.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size, timeout=BARRIER_TIMEOUT)
+
+
+def barrier(dist: DistEnv) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if dist.distributed:
+        import torch.distributed as td
+
+        td.barrier()
+
+
+def shutdown_distributed(dist: DistEnv) -> None:
+    """Leave the process group if this module joined one."""
+    if dist.distributed:
+        import torch.distributed as td
+
+        if td.is_initialized():
+            td.destroy_process_group()
+
+
+def output_path(output_dir: str | os.PathLike, dist: DistEnv) -> Path:
+    """Where this process appends: ``predictions.jsonl`` alone, a rank shard under torchrun."""
+    return shard_path(output_dir, dist.rank) if dist.distributed else Path(output_dir) / PREDICTIONS_FILE
+
+
+def pending_records(records: Sequence[GeoRecord], done: set[str], dist: DistEnv) -> list[GeoRecord]:
+    """This rank's share of the records that have no prediction yet (strided, so shards differ by <= 1)."""
+    todo = [r for r in records if r.id not in done]
+    return todo[dist.rank :: dist.world_size]
+
+
+def generate_predictions(
+    records: Sequence[GeoRecord],
+    generator: Generator,
+    output_dir: str | os.PathLike,
+    *,
+    batch_size: int,
+    dist: DistEnv | None = None,
+    distance: str = "haversine",
+    progress: bool = True,
+) -> int:
+    """Generate and append predictions for this rank's pending records; returns how many were written.
+
+    Call it on every rank; each reads the done set, waits for the others, then works on its own shard. The
+    caller merges shards on rank 0 after a final :func:`barrier`.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dist = dist or DistEnv()
+    done = done_ids(output_dir)
+    barrier(dist)  # nobody writes before every rank has read the same done set
+    mine = pending_records(records, done, dist)
+    if dist.is_main:
+        logger.info(
+            "%d of %d image(s) already predicted; %d to go on this rank (%d rank(s))",
+            len(done & {r.id for r in records}),
+            len(records),
+            len(mine),
+            dist.world_size,
+        )
+    written = 0
+    bar = tqdm(
+        total=len(mine),
+        desc=f"geo-r eval [{generator.name}]",
+        unit="img",
+        disable=not (progress and dist.is_main),
+    )
+    try:
+        with PredictionWriter(output_path(output_dir, dist)) as writer:
+            for start in range(0, len(mine), batch_size):
+                batch = mine[start : start + batch_size]
+                completions = generator.generate(batch)
+                if len(completions) != len(batch):
+                    raise RuntimeError(
+                        f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
+                    )
+                written += writer.append(
+                    prediction_line(r, c, distance) for r, c in zip(batch, completions, strict=True)
+                )
+                bar.update(len(batch))
+    finally:
+        bar.close()
+    return written

@@ -1,0 +1,201 @@
+"""Batched answer generation with vLLM (``geo-r eval --backend vllm``), when vLLM is installed.
+
+Same prompt, images and decoding settings as :mod:`geo_r.eval.generate`:
+
+* prompts are rendered with the checkpoint's chat template by our processor (one vision placeholder per
+  image; vLLM expands it), images go in ``multi_modal_data``;
+* images are resized here to exactly the size the HF processor would give them under ``min_pixels`` /
+  ``max_pixels`` (Qwen's ``smart_resize`` at the family's patch factor), and the same limits are passed as
+  ``mm_processor_kwargs``, so vLLM sees the same number of image tokens as training and the HF backend
+  whatever pixel limits the checkpoint folder carries;
+* vision special tokens get a -100 logit bias (as in GRPO rollouts) and sampling is seeded per image from
+  ``seed`` and its id (vLLM takes a seed per request), so results do not depend on batching;
+* under torchrun each rank builds its own engine on its GPU with ``distributed_executor_backend=
+  "external_launcher"`` and tensor parallel size 1, as TRL does for colocated vLLM: data parallelism.
+
+The pieces that need no vLLM (request and parameter building) are plain functions, unit-tested on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from geo_r.data.schema import GeoRecord
+from geo_r.eval.generate import GenerationSettings, load_image, prompt_texts
+
+VLLM_INSTALL_HINT = (
+    "--backend vllm needs the vllm package, which is not installed here. Install the GPU extras "
+    "(pip install -e '.[gpu]', vllm==0.31.0 with CUDA torch) or use --backend hf."
+)
+
+
+def vllm_available() -> bool:
+    """True when the ``vllm`` package can be imported (checked without importing it)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def require_vllm() -> None:
+    """Raise ``ImportError`` with install instructions when vLLM is missing."""
+    if not vllm_available():
+        raise ImportError(VLLM_INSTALL_HINT)
+
+
+def request_seed(seed: int, record_id: str) -> int:
+    """The sampling seed of one image: depends only on ``seed`` and its id."""
+    return (seed * 1_000_003 + zlib.crc32(record_id.encode("utf-8"))) % (2**31 - 1)
+
+
+def sampling_kwargs(settings: GenerationSettings, blocked_token_ids: Sequence[int]) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams`` (without the per-request seed)."""
+    kwargs: dict[str, Any] = {
+        "n": 1,
+        "max_tokens": settings.max_new_tokens,
+        "repetition_penalty": settings.repetition_penalty,
+        "skip_special_tokens": True,
+    }
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or -1)
+    else:
+        kwargs.update(temperature=0.0, top_p=1.0, top_k=-1)
+    if blocked_token_ids:
+        kwargs["logit_bias"] = {int(t): -100.0 for t in blocked_token_ids}
+    return kwargs
+
+
+def llm_kwargs(
+    model_path: str,
+    *,
+    min_pixels: int,
+    max_pixels: int,
+    max_images: int,
+    dtype: str | None,
+    seed: int,
+    world_size: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` (one engine per rank, tensor parallel size 1)."""
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "tokenizer": model_path,
+        "dtype": dtype or "auto",
+        "seed": seed,
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "limit_mm_per_prompt": {"image": max(1, max_images)},
+        "mm_processor_kwargs": {"min_pixels": min_pixels, "max_pixels": max_pixels},
+    }
+    if max_model_len is not None:
+        kwargs["max_model_len"] = max_model_len
+    if world_size > 1:
+        kwargs["distributed_executor_backend"] = "external_launcher"
+    return kwargs
+
+
+def resized_size(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) the Qwen-VL processor resizes an image to: sides multiples of ``factor``, area in
+    [min_pixels, max_pixels] (transformers' ``smart_resize``, from the PIL image processor module, which
+    imports without torchvision)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    return int(w), int(h)
+
+
+def build_requests(
+    processor: Any,
+    records: Sequence[GeoRecord],
+    *,
+    factor: int,
+    min_pixels: int,
+    max_pixels: int,
+    question: str | None = None,
+) -> list[dict[str, Any]]:
+    """One vLLM prompt dict per record: ``{"prompt": text, "multi_modal_data": {"image": [...]}}``, images
+    already resized to the processor's target size (bicubic, as the processor resamples)."""
+    from PIL import Image
+
+    texts = prompt_texts(processor, records, question)
+    requests = []
+    for record, text in zip(records, texts, strict=True):
+        images = []
+        for path in record.images:
+            img = load_image(path)
+            size = resized_size(img.width, img.height, factor, min_pixels, max_pixels)
+            images.append(img if img.size == size else img.resize(size, Image.Resampling.BICUBIC))
+        request: dict[str, Any] = {"prompt": text}
+        if images:
+            request["multi_modal_data"] = {"image": images}
+        requests.append(request)
+    return requests
+
+
+class VLLMGenerator:
+    """Generation with a vLLM engine on this rank's GPU."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        settings: GenerationSettings,
+        *,
+        min_pixels: int,
+        max_pixels: int,
+        max_images: int = 1,
+        dtype: str | None = None,
+        world_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        question: str | None = None,
+    ) -> None:
+        require_vllm()
+        from vllm import LLM
+
+        from geo_r.trainer.model_loading import model_type_of
+        from geo_r.trainer.processor import family_of, load_processor, vision_special_token_ids
+
+        self.settings = settings
+        self.question = question
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.processor = load_processor(model_path, min_pixels=min_pixels, max_pixels=max_pixels)
+        self.factor = family_of(model_type_of(model_path)).factor
+        self.sampling = sampling_kwargs(settings, vision_special_token_ids(self.processor))
+        self.llm = LLM(
+            **llm_kwargs(
+                model_path,
+                min_pixels=min_pixels,
+                max_pixels=max_pixels,
+                max_images=max_images,
+                dtype=dtype,
+                seed=settings.seed,
+                world_size=world_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+            )
+        )
+
+    def generate(self, records: Sequence[GeoRecord]) -> list[str]:
+        """Completions for a batch; vLLM schedules the requests itself."""
+        from vllm import SamplingParams
+
+        if not records:
+            return []
+        requests = build_requests(
+            self.processor,
+            records,
+            factor=self.factor,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
+            question=self.question,
+        )
+        params = [
+            SamplingParams(**self.sampling, seed=request_seed(self.settings.seed, r.id)) for r in records
+        ]
+        outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
+        return [out.outputs[0].text for out in outputs]
