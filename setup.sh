@@ -3,18 +3,27 @@
 #
 #   bash setup.sh            CPU/GPU core stack + dev tools (tests, ruff)
 #   bash setup.sh --gpu      also vLLM 0.31, torchvision 0.28, qwen-vl-utils, liger-kernel and flash-attn
+#   bash setup.sh --sft      also LLaMA-Factory 0.9.5 in its own venv .venv-sft (for run_scripts/run_sft.sh)
+#   bash setup.sh --sft-only only that SFT venv (the main environment is left as it is)
 #
 # Where it installs: the active virtualenv ($VIRTUAL_ENV) or conda env ($CONDA_PREFIX) if there is one,
 # otherwise a new .venv at the repository root. torch==2.13.0 is installed first and repeated in every
 # later pip call, so no dependency can pull in a different (multi-GB CUDA) torch.
+# The SFT venv (SFT_VENV, default .venv-sft) is always separate: LLaMA-Factory 0.9.5 pins datasets<=4.0 and
+# transformers<=5.6, which trl 1.16 cannot use. It takes PyPI's torch 2.13.0 (a CUDA build, ~6 GB; it runs
+# on CPU too), because LLaMA-Factory imports torchaudio and torchvision, which have no CPU build on PyPI.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 WITH_GPU=0
+WITH_SFT=0
+MAIN=1
 for arg in "$@"; do
   case "$arg" in
     --gpu) WITH_GPU=1 ;;
+    --sft) WITH_SFT=1 ;;
+    --sft-only) WITH_SFT=1; MAIN=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; usage >&2; exit 2 ;;
   esac
@@ -23,6 +32,59 @@ done
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$REPO"
 TORCH_PIN="torch==2.13.0"
+
+# LLaMA-Factory 0.9.5 and the versions pip resolves for it (tests/test_sft_llamafactory.py runs this venv on CPU).
+# '===' asks for exactly PyPI's build: '==2.13.0' would also accept a local '2.13.0+cpu' wheel (a pip
+# find-links folder), next to which PyPI's CUDA torchvision/torchaudio fail to import.
+SFT_VENV="${SFT_VENV:-$REPO/.venv-sft}"
+SFT_TORCH=("torch===2.13.0" "torchvision===0.28.0" "torchaudio===2.11.0")
+SFT_PINS=("llamafactory==0.9.5" "transformers==5.6.0" "trl==0.24.0" "peft==0.18.1" "accelerate==1.11.0"
+          "datasets==4.0.0" "tokenizers==0.22.2" "torchdata==0.11.0" "deepspeed==0.19.8")
+
+setup_sft_env() {
+  local start_sft constraints base_py
+  start_sft=$(date +%s)
+  if [[ ! -x "$SFT_VENV/bin/python" ]]; then
+    base_py="${PYTHON:-python3}"
+    "$base_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+      echo "setup.sh: LLaMA-Factory 0.9.5 needs Python >= 3.11 ($base_py is $("$base_py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+      exit 1; }
+    echo "==> [sft 1/3] creating $SFT_VENV with $("$base_py" --version 2>&1)"
+    "$base_py" -m venv "$SFT_VENV"
+  else
+    echo "==> [sft 1/3] using the existing $SFT_VENV"
+  fi
+  local sft_pip=("$SFT_VENV/bin/python" -m pip install --disable-pip-version-check)
+  echo "==> [sft 2/3] ${SFT_TORCH[*]} (PyPI builds; several GB with their CUDA libraries)"
+  "${sft_pip[@]}" "${SFT_TORCH[@]}"
+  echo "==> [sft 3/3] ${SFT_PINS[*]}"
+  constraints="$SFT_VENV/geo-r-sft-constraints.txt"
+  printf '%s\n' "${SFT_TORCH[@]}" "${SFT_PINS[@]}" > "$constraints"
+  # deepspeed: the same version and local_scripts/*.json configs as the main environment (LLaMA-Factory's
+  # `deepspeed:` key needs it installed); DS_BUILD_OPS=0 compiles its ops on first use, not now.
+  DS_BUILD_OPS=0 "${sft_pip[@]}" "${SFT_PINS[@]}" -c "$constraints"
+  if ! "$SFT_VENV/bin/python" -c \
+      'import torchvision, torchaudio, llamafactory' 2>"$SFT_VENV/import-check.log"; then
+    echo "setup.sh: LLaMA-Factory does not import in $SFT_VENV (see $SFT_VENV/import-check.log)." >&2
+    echo "  A CPU-only torch next to PyPI's CUDA torchvision/torchaudio is the usual cause; the venv needs" >&2
+    echo "  PyPI's torch 2.13.0 build (it also runs on machines without a GPU)." >&2
+    exit 1
+  fi
+  echo "==> LLaMA-Factory venv ready in $SFT_VENV in $(( $(date +%s) - start_sft )) s:"
+  "$SFT_VENV/bin/python" - <<'PYEOF'
+import importlib
+for name in ["llamafactory", "torch", "torchvision", "torchaudio", "transformers", "trl", "peft", "datasets",
+             "deepspeed"]:
+    mod = importlib.import_module(name)
+    print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
+PYEOF
+  echo "==> next: bash run_scripts/run_sft.sh   (LLaMA-Factory SFT; --builtin for the main-environment SFT)"
+}
+
+if [[ "$MAIN" == 0 ]]; then
+  setup_sft_env
+  exit 0
+fi
 
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   PY="$VIRTUAL_ENV/bin/python"; WHERE="active virtualenv $VIRTUAL_ENV"
@@ -75,3 +137,6 @@ for name in ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "
         print(f"    {name:18s} not available ({type(exc).__name__})")
 PYEOF
 echo "==> next: bash run_scripts/run_tests.sh   (or see README.md)"
+if [[ "$WITH_SFT" == 1 ]]; then
+  setup_sft_env
+fi
