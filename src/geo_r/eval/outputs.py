@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from geo_r.atomic_io import write_json_atomic as _write_json_atomic
 from geo_r.data.schema import GeoRecord
 from geo_r.eval.metrics import compute_metrics
 from geo_r.eval.scoring import ScoredRow, score_predictions
@@ -26,19 +26,8 @@ CDF_FILE = "error_cdf.png"
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Write JSON through a temporary file and a rename, so readers never see half a file (no NaN allowed)."""
+    return _write_json_atomic(path, payload, allow_nan=False)
 
 
 def score_line(row: ScoredRow) -> dict[str, Any]:

@@ -19,11 +19,11 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from geo_r.atomic_io import atomic_write
 from geo_r.data.schema import GeoRecord
 from geo_r.geo import parse_prediction
 
@@ -238,17 +238,9 @@ def merge_shards(output_dir: str | os.PathLike, order: Sequence[str] = ()) -> in
     rank = {pid: i for i, pid in enumerate(order)}
     ordered = sorted(lines.values(), key=lambda o: rank.get(o["id"], len(rank)))
     target = out_dir / PREDICTIONS_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".predictions.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for obj in ordered:
-                fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, fsync=True) as fh:
+        for obj in ordered:
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
     for path in shards:
         path.unlink(missing_ok=True)
     return len(ordered)

@@ -26,12 +26,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geo_r.atomic_io import atomic_write, write_json_atomic
 from geo_r.sft.examples import TARGETS, SFTExample
 
 logger = logging.getLogger(__name__)
@@ -89,26 +89,19 @@ def write_sharegpt(examples: Iterable[SFTExample], path: str | os.PathLike[str],
     returns the number of rows."""
     path = Path(path)
     as_array = path.suffix == ".json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     rows = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
+        if as_array:
+            f.write("[\n")
+        for example in examples:
+            line = json.dumps(sharegpt_row(example, media_dir), ensure_ascii=False)
             if as_array:
-                f.write("[\n")
-            for example in examples:
-                line = json.dumps(sharegpt_row(example, media_dir), ensure_ascii=False)
-                if as_array:
-                    f.write(("" if rows == 0 else ",\n") + line)
-                else:
-                    f.write(line + "\n")
-                rows += 1
-            if as_array:
-                f.write("\n]\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                f.write(("" if rows == 0 else ",\n") + line)
+            else:
+                f.write(line + "\n")
+            rows += 1
+        if as_array:
+            f.write("\n]\n")
     return rows
 
 
@@ -124,14 +117,7 @@ def update_dataset_info(info_path: str | os.PathLike[str], name: str, entry: dic
         if not isinstance(info, dict):
             raise ValueError(f"{info_path}:1: expected a JSON object of dataset entries, found {type(info).__name__}")
     info[name] = entry
-    fd, tmp = tempfile.mkstemp(dir=info_path.parent, prefix=f".{info_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, info_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(info_path, info)
 
 
 def export_llamafactory(

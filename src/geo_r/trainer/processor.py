@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from transformers import (
 # placeholder under that name that raises "requires the Torchvision library" even for backend="pil".
 from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
+from geo_r.atomic_io import write_json_atomic
 from geo_r.trainer.model_loading import model_type_of
 
 VISION_SPECIAL_TOKENS: tuple[str, ...] = (
@@ -339,15 +339,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a config behind."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data, sort_keys=True)
 
 
 def standardize_processor_folder(folder: str | os.PathLike, model_type: str) -> None:
