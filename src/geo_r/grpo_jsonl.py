@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.data.mixture import is_mixture_config, load_mixture
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.compat import reconcile, resolve_resume
+    from geo_r.trainer.distributed import shutdown_process_group
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
     from geo_r.trainer.lora import build_lora_config
     from geo_r.trainer.model_loading import load_model, resolve_attn_implementation, resolve_dtype
@@ -195,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     trainer.save_model(training.output_dir)
     trainer.save_state()
     logger.info("saved the trained model and trainer_state.json to %s", training.output_dir)
+    shutdown_process_group()
 
 
 if __name__ == "__main__":

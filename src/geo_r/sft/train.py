@@ -27,6 +27,7 @@ from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
 from geo_r.sft.arguments import add_arguments as _add_sft_arguments
 from geo_r.sft.examples import SFTBuildReport, SFTExample
 from geo_r.trainer.arguments import GeoModelArguments
+from geo_r.trainer.distributed import shutdown_process_group
 
 logger = logging.getLogger("geo_r.sft")
 
@@ -216,18 +217,8 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
     out = save_for_grpo(trainer, script, model_args, training.output_dir)
     trainer.save_state()
     logger.info("saved the SFT model to %s: pass it to grpo_jsonl.py --model_name_or_path", out)
-    _shutdown_process_group()
+    shutdown_process_group()
     return out
-
-
-def _shutdown_process_group() -> None:
-    """Wait for every rank, then close the process group: a rank that exits while another still saves
-    (gloo on CPU) aborts with "terminate called without an active exception"."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def run(args: argparse.Namespace) -> int:
