@@ -78,3 +78,13 @@ def _write_images(
 def make_images() -> ImageMaker:
     """``make_images(dir, n, sizes=((84, 70),)) -> [paths]``: n deterministic RGB JPEGs, sizes (w, h) cycled."""
     return _write_images
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on this machine right now, for a torchrun rendezvous (fixed ports collide between runs)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

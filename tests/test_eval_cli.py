@@ -7,7 +7,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -298,14 +297,8 @@ def test_geo_r_lists_the_eval_command(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--strict_threshold" in capsys.readouterr().out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.distributed
-def test_torchrun_two_ranks_shard_and_merge(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_torchrun_two_ranks_shard_and_merge(tiny_model_dir: Path, tmp_path: Path, free_port: int) -> None:
     jsonl, images = _toy(tmp_path, 7)
     out = tmp_path / "ddp"
     cmd = [
@@ -315,7 +308,7 @@ def test_torchrun_two_ranks_shard_and_merge(tiny_model_dir: Path, tmp_path: Path
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port),
         "-m",
         "geo_r.cli",
         "eval",

@@ -179,12 +179,12 @@ def test_vlmr1_command_line_checkpoint_and_resume(tiny_model_dir, toy_sets, tmp_
 
 
 @pytest.mark.distributed
-def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path):
+def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path, free_port):
     from transformers import AutoModelForImageTextToText
 
     data, images = toy_sets
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
            str(ENTRY), *_common_flags(tiny_model_dir, data, images, out, 2),
            "--per_device_train_batch_size", "2", "--num_generations", "4", "--save_steps", "2",
            "--reward_funcs", "format", "distance", "region", LENGTH_REWARD, "--bf16", "false", "--report_to", "none"]
@@ -197,7 +197,7 @@ def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path)
 
 @pytest.mark.distributed
 @pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
-def test_deepspeed_zero3_with_reference_model(tiny_model_dir, toy_sets, tmp_path):
+def test_deepspeed_zero3_with_reference_model(tiny_model_dir, toy_sets, tmp_path, free_port):
     """ZeRO-3 really partitions (persistence thresholds 0) and beta > 0 loads a reference model: VLM-R1 crashes here."""
     data, images = toy_sets
     cfg = json.loads((REPO / "local_scripts" / "zero3.json").read_text())
@@ -205,7 +205,7 @@ def test_deepspeed_zero3_with_reference_model(tiny_model_dir, toy_sets, tmp_path
     ds_cfg = tmp_path / "zero3_tiny.json"
     ds_cfg.write_text(json.dumps(cfg))
     out = tmp_path / "z3"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
            str(ENTRY), *_common_flags(tiny_model_dir, data, images, out, 2),
            "--per_device_train_batch_size", "2", "--num_generations", "4",
            "--deepspeed", str(ds_cfg), "--beta", "0.04", "--bf16", "false", "--save_strategy", "no",

@@ -220,7 +220,7 @@ def test_cli_help_lists_geo_and_trl_flags_and_bad_data_is_reported(tmp_path, cap
 
 @pytest.mark.distributed
 @pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
-def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_path):
+def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_path, free_port):
     """The GRPO ZeRO-3 config (partitioning forced on the tiny model) under torchrun; the gathered save is whole."""
     cfg = json.loads((REPO / "local_scripts" / "zero3.json").read_text())
     cfg["zero_optimization"].update(stage3_param_persistence_threshold=0, stage3_model_persistence_threshold=0)
@@ -228,7 +228,7 @@ def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_p
     ds_cfg.write_text(json.dumps(cfg))
     data, images = toy
     out = tmp_path / "z3"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
           "-m", "geo_r.sft.train", "--model_name_or_path", str(tiny_model_dir), "--data_file_paths", str(data),
           "--image_folders", str(images), "--output_dir", str(out), "--max_steps", "2",
           "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--bf16", "false", "--report_to", "none",
@@ -243,14 +243,14 @@ def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_p
 
 
 @pytest.mark.slow
-def test_run_sft_builtin_script_trains_with_env_overrides(tiny_model_dir, toy, tmp_path):
+def test_run_sft_builtin_script_trains_with_env_overrides(tiny_model_dir, toy, tmp_path, free_port):
     """``run_scripts/run_sft.sh --builtin``: torchrun -m geo_r.sft.train with the script's flags, extra flags last."""
     data, images = toy
     env = _env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(VIRTUAL_ENV=sys.prefix, MODEL_PATH=str(tiny_model_dir), DATA_PATHS=str(data), IMAGE_FOLDERS=str(images),
                OUTPUT_DIR=str(tmp_path / "out"), DEEPSPEED_CONFIG="", BF16="false", MAX_PIXELS="12544",
-               NPROC_PER_NODE="1", MASTER_PORT="29538")
+               NPROC_PER_NODE="1", MASTER_PORT=str(free_port))
     proc = subprocess.run(["bash", "run_scripts/run_sft.sh", "--builtin", "--max_steps", "2", "--logging_steps", "1",
                            "--save_strategy", "no", "--attn_implementation", "sdpa"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

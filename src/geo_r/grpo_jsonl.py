@@ -201,3 +201,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    from geo_r.trainer.distributed import exit_if_deepspeed_on_cpu
+
+    exit_if_deepspeed_on_cpu(sys.argv[1:])

@@ -27,7 +27,7 @@ from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
 from geo_r.sft.arguments import add_arguments as _add_sft_arguments
 from geo_r.sft.examples import SFTBuildReport, SFTExample
 from geo_r.trainer.arguments import GeoModelArguments
-from geo_r.trainer.distributed import shutdown_process_group
+from geo_r.trainer.distributed import exit_if_deepspeed_on_cpu, shutdown_process_group
 
 logger = logging.getLogger("geo_r.sft")
 
@@ -251,4 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 0:
+        exit_if_deepspeed_on_cpu(sys.argv[1:])
+    sys.exit(code)
