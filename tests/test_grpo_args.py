@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,8 @@ def test_old_trainer_flags_are_renamed_or_explained():
 
 @pytest.mark.parametrize("flags, match", [
     (["--load_in_4bit", "true"], "quantized"),
+    pytest.param(["--use_vllm", "True"], "vLLM is not installed",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")),
     (["--model_revision", "v1.0"], "--model_revision v1.0"),
 ])
 def test_unsupported_model_flags_are_refused(flags, match):

@@ -112,6 +112,11 @@ def reconcile(
             f"--image_root {script.image_root} and --image_folders {script.image_folders} both give image folders; "
             "pass one of them"
         )
+    if getattr(training, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "--use_vllm True: vLLM is not installed in this environment (bash setup.sh --gpu installs vLLM 0.31 on "
+            "a CUDA machine); drop the flag to generate with transformers"
+        )
     notes += _legacy_trainer_flags(compat, training)
     notes += _model_flags(model, training)
     report_to = list(training.report_to or [])
