@@ -83,8 +83,6 @@ def make_images() -> ImageMaker:
 @pytest.fixture
 def free_port() -> int:
     """A TCP port free on this machine right now, for a torchrun rendezvous (fixed ports collide between runs)."""
-    import socket
+    from geo_r.trainer.distributed import free_port as _free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return _free_port()

@@ -26,35 +26,18 @@ if __name__ == "__main__" and not __package__:
 logger = logging.getLogger("geo_r.grpo")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _prepare_argv(argv: list[str]) -> list[str]:
     """CPU runs: force ``--use_cpu`` and give DeepSpeed a gloo process group before GRPOConfig is built."""
     import torch
+
+    from geo_r.trainer.distributed import init_deepspeed_on_cpu, uses_deepspeed
 
     if torch.cuda.is_available():
         return argv
     if not any(a == "--use_cpu" or a.startswith("--use_cpu=") or a.startswith("--use-cpu") for a in argv):
         argv = [*argv, "--use_cpu", "true"]
-    if any(a == "--deepspeed" or a.startswith("--deepspeed=") for a in argv):
-        import os
-
-        import deepspeed
-
-        # A plain `python grpo_jsonl.py --deepspeed ...` (no torchrun) has no rendezvous variables; without them
-        # DeepSpeed tries MPI discovery. One process on this machine is what such a run means.
-        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
-            os.environ.setdefault(key, value)
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        # accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference
-        # model's ZeRO-3 init sees world size 1 and fails its batch-size check (see notes/feasibility_cpu_grpo.md).
-        deepspeed.init_distributed(dist_backend="gloo")
+    if uses_deepspeed(argv):
+        init_deepspeed_on_cpu()
     return argv
 
 

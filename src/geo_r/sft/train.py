@@ -27,7 +27,7 @@ from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
 from geo_r.sft.arguments import add_arguments as _add_sft_arguments
 from geo_r.sft.examples import SFTBuildReport, SFTExample
 from geo_r.trainer.arguments import GeoModelArguments
-from geo_r.trainer.distributed import exit_if_deepspeed_on_cpu, shutdown_process_group
+from geo_r.trainer.distributed import exit_if_deepspeed_on_cpu, init_deepspeed_on_cpu, shutdown_process_group
 
 logger = logging.getLogger("geo_r.sft")
 
@@ -53,9 +53,7 @@ def prepare_platform(args: argparse.Namespace) -> None:
     if not hasattr(args, "use_cpu"):
         args.use_cpu = True
     if getattr(args, "deepspeed", None):
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend="gloo")
+        init_deepspeed_on_cpu()
 
 
 def check_lengths(

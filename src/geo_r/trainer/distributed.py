@@ -1,6 +1,38 @@
-"""Process-group housekeeping shared by the GRPO and SFT entrypoints."""
+"""Process-group housekeeping shared by the GRPO and SFT entrypoints (CPU DeepSpeed set-up, clean exits)."""
 
 from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+
+def uses_deepspeed(argv: Sequence[str]) -> bool:
+    """True when the command line passes ``--deepspeed CONFIG``."""
+    return any(a == "--deepspeed" or a.startswith("--deepspeed=") for a in argv)
+
+
+def free_port() -> int:
+    """A TCP port free on this machine right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_deepspeed_on_cpu() -> None:
+    """Give DeepSpeed a gloo process group on a machine without CUDA, before any TrainingArguments is built.
+
+    accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference model's
+    ZeRO-3 init sees world size 1 and fails its batch-size check (notes/feasibility_cpu_grpo.md). A plain
+    ``python ... --deepspeed`` (no torchrun) has no rendezvous variables and DeepSpeed would try MPI
+    discovery; one local process is what such a run means.
+    """
+    import deepspeed
+
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    deepspeed.init_distributed(dist_backend="gloo")
 
 
 def shutdown_process_group() -> None:
@@ -25,13 +57,11 @@ def exit_if_deepspeed_on_cpu(argv: list[str]) -> None:
     code too (notes/vlm_r1_geo_r_baseline_cpu.md). torchrun then fails a job that succeeded. Called only
     from the entrypoints' ``__main__`` blocks, after main() returned; GPU runs shut down normally.
     """
-    import os
     import sys
 
     import torch
 
-    uses_deepspeed = any(a == "--deepspeed" or a.startswith("--deepspeed=") for a in argv)
-    if uses_deepspeed and not torch.cuda.is_available():
+    if uses_deepspeed(argv) and not torch.cuda.is_available():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
