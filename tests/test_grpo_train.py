@@ -24,6 +24,18 @@ ENTRY = REPO / "src" / "geo_r" / "grpo_jsonl.py"
 LENGTH_REWARD = f"{REPO / 'tests' / 'rewards_for_tests.py'}:length_reward"
 pytestmark = pytest.mark.slow
 
+# VLM-R1's run_grpo_rec.sh flags as written (paths, batch sizes and the GPU-only DeepSpeed config aside), plus the
+# test-only length reward and fp32 weights for a fast CPU run.
+VLMR1_FLAGS = [
+    "--use_vllm", "False", "--resume_from_checkpoint", "True",
+    "--is_reward_customized_from_vlm_module", "True", "--task_type", "rec",
+    "--gradient_accumulation_steps", "1", "--gradient_checkpointing", "true",
+    "--num_train_epochs", "2", "--bf16", "--attn_implementation", "flash_attention_2",
+    "--run_name", "tiny-vlmr1", "--data_seed", "42", "--save_steps", "2",
+    "--reward_funcs", "accuracy", "format", LENGTH_REWARD, "--beta", "0.04", "--report_to", "wandb",
+    "--dataset-name", "this_is_not_used", "--max_prompt_length", "1024", "--torch_dtype", "float32",
+]
+
 
 @pytest.fixture(scope="module")
 def toy_sets(tmp_path_factory):
@@ -156,15 +168,7 @@ def test_vlmr1_command_line_checkpoint_and_resume(tiny_model_dir, toy_sets, tmp_
     """The VLM-R1 flag set as written (minus GPU-only DeepSpeed), then --resume_from_checkpoint True continues."""
     data, images = toy_sets
     out = tmp_path / "run"
-    vlmr1 = [
-        "--use_vllm", "False", "--resume_from_checkpoint", "True",
-        "--is_reward_customized_from_vlm_module", "True", "--task_type", "rec",
-        "--gradient_accumulation_steps", "1", "--gradient_checkpointing", "true",
-        "--num_train_epochs", "2", "--bf16", "--attn_implementation", "flash_attention_2",
-        "--run_name", "tiny-vlmr1", "--data_seed", "42", "--save_steps", "2",
-        "--reward_funcs", "accuracy", "format", LENGTH_REWARD, "--beta", "0.04", "--report_to", "wandb",
-        "--dataset-name", "this_is_not_used", "--max_prompt_length", "1024", "--torch_dtype", "float32",
-    ]
+    vlmr1 = VLMR1_FLAGS
     first = _run([sys.executable, str(ENTRY), *_common_flags(tiny_model_dir, data, images, out, 2), *vlmr1])
     log = first.stdout + first.stderr
     for needle in ("no checkpoint-* in", "--max_prompt_length 1024 ignored", "--task_type rec ignored",
@@ -180,14 +184,15 @@ def test_vlmr1_command_line_checkpoint_and_resume(tiny_model_dir, toy_sets, tmp_
 
 @pytest.mark.distributed
 def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path, free_port):
+    """The issue's must-show: torchrun x2, two jsonl files with their image folders, the VLM-R1 flag set."""
     from transformers import AutoModelForImageTextToText
 
     data, images = toy_sets
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
            str(ENTRY), *_common_flags(tiny_model_dir, data, images, out, 2),
-           "--per_device_train_batch_size", "2", "--num_generations", "4", "--save_steps", "2",
-           "--reward_funcs", "format", "distance", "region", LENGTH_REWARD, "--bf16", "false", "--report_to", "none"]
+           "--per_device_train_batch_size", "2", "--num_generations", "4", *VLMR1_FLAGS,
+           "--reward_funcs", "format", "distance", "region", LENGTH_REWARD]
     _run(cmd)
     _assert_logged(_state(out), ["format", "distance", "region", "length_reward"])
     model = AutoModelForImageTextToText.from_pretrained(out / "checkpoint-2")
