@@ -21,7 +21,6 @@ Usage: ``python bench/bench_mining.py [--n 500000] [--naive_n 5000] [--quick] [-
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -36,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from coordinates import destination, read_latlon_csv  # bench/coordinates.py (scripts run as files)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mp16_coordinates_100k.csv"
 DEFAULT_OUT = REPO / "bench" / "results" / "bench_mining.json"
@@ -43,43 +44,10 @@ QUICK_N = 20_000
 JUNK = "I cannot tell where this photo was taken."
 
 
-def load_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The ``LAT,LON`` rows of ``path``, or None when it is absent; a bad row exits naming file and line."""
-    if not path.is_file():
-        return None
-    lats: list[float] = []
-    lons: list[float] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().upper() for h in header[:2]] != ["LAT", "LON"]:
-            sys.exit(f"bench_mining: {path}:1: expected a LAT,LON header, got {header}")
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                lats.append(float(row[0]))
-                lons.append(float(row[1]))
-            except (IndexError, ValueError):
-                sys.exit(f"bench_mining: {path}:{line_no}: not a LAT,LON pair: {row}")
-    return np.asarray(lats), np.asarray(lons)
-
-
-def destination(
-    lat: np.ndarray, lon: np.ndarray, km: np.ndarray, bearing: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``km`` away from (lat, lon) along ``bearing`` (radians) on the sphere."""
-    from geo_r.geo.distance import EARTH_RADIUS_KM
-
-    d = km / EARTH_RADIUS_KM
-    p1, l1 = np.radians(lat), np.radians(lon)
-    p2 = np.arcsin(np.clip(np.sin(p1) * np.cos(d) + np.cos(p1) * np.sin(d) * np.cos(bearing), -1, 1))
-    l2 = l1 + np.arctan2(np.sin(bearing) * np.sin(d) * np.cos(p1), np.cos(d) - np.sin(p1) * np.sin(p2))
-    return np.degrees(p2), (np.degrees(l2) + 540.0) % 360.0 - 180.0
-
-
 def make_samples(n: int, seed: int, data: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """``n`` true points: real MP16 coordinates resampled with jitter, else uniform on the sphere."""
     rng = np.random.default_rng(seed)
-    real = load_coordinates(data)
+    real = read_latlon_csv(data, "bench_mining") if data.is_file() else None
     if real is None:
         lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
         return lat, rng.uniform(-180, 180, n), "uniform on the sphere (MP16 file not found)"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import ast  # the BASELINE parser only; nothing in src/ uses literal_eval
-import csv
 import json
 import math
 import platform
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from coordinates import destination, read_latlon_csv  # bench/coordinates.py (scripts run as files)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mp16_coordinates_100k.csv"
@@ -61,36 +62,7 @@ def load_coordinates(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
             f"bench_rewards: {path} not found. It holds the 100k real MP16 coordinates "
             "(see ../shared/data/README.md); pass --data PATH to use another copy."
         )
-    lats: list[float] = []
-    lons: list[float] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().upper() for h in header[:2]] != ["LAT", "LON"]:
-            sys.exit(f"bench_rewards: {path}:1: expected a LAT,LON header, got {header}")
-        for line_no, row in enumerate(reader, start=2):
-            if len(lats) >= n:
-                break
-            try:
-                lat, lon = float(row[0]), float(row[1])
-            except (IndexError, ValueError):
-                sys.exit(f"bench_rewards: {path}:{line_no}: not a LAT,LON pair: {row}")
-            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                sys.exit(f"bench_rewards: {path}:{line_no}: coordinate out of range: {row}")
-            lats.append(lat)
-            lons.append(lon)
-    return np.asarray(lats), np.asarray(lons)
-
-
-def destination(lat: np.ndarray, lon: np.ndarray, km: np.ndarray, bearing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``km`` away from (lat, lon) along ``bearing`` (radians) on the sphere."""
-    from geo_r.geo.distance import EARTH_RADIUS_KM
-
-    d = km / EARTH_RADIUS_KM
-    p1, l1 = np.radians(lat), np.radians(lon)
-    p2 = np.arcsin(np.sin(p1) * np.cos(d) + np.cos(p1) * np.sin(d) * np.cos(bearing))
-    l2 = l1 + np.arctan2(np.sin(bearing) * np.sin(d) * np.cos(p1), np.cos(d) - np.sin(p1) * np.sin(p2))
-    return np.degrees(p2), (np.degrees(l2) + 540.0) % 360.0 - 180.0
+    return read_latlon_csv(path, "bench_rewards", n)
 
 
 def build_completions(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> tuple[list[str], list[str], list[Any]]:
