@@ -4,11 +4,11 @@
 # GRPO (format + distance + region rewards, through src/geo_r/grpo_jsonl.py) -> evaluate, and one table:
 # untrained / after SFT / after GRPO on the held-out photos. Reports and maps: $DEMO_DIR/eval/<stage>/.
 # Overrides: DEMO_DIR (default outputs/demo_full), SEED (default 0). Extra arguments go to `geo-r demo`
-# (geo-r demo --help lists the recipe's flags).
+# (geo-r demo --help lists the recipe's flags). Uses every core (torch default) unless OMP_NUM_THREADS is set.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
 cd "$GEO_R_HOME"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_DIR="${DEMO_DIR:-outputs/demo_full}"
 SEED="${SEED:-0}"
 geo-r demo --out_dir "$DEMO_DIR" --seed "$SEED" "$@"

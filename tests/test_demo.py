@@ -22,7 +22,7 @@ def _read(path: Path) -> list[dict]:
 
 def test_world_places_have_real_chains_and_distinct_cues() -> None:
     places = world_places()
-    assert len(places) == 28
+    assert len(places) == 36
     chains = reverse_geocode([p.lat for p in places], [p.lon for p in places])
     for place, chain in zip(places, chains, strict=True):
         assert place.country_code == chain.country_code
@@ -37,13 +37,44 @@ def test_world_places_have_real_chains_and_distinct_cues() -> None:
     for p in places:
         by_country.setdefault(p.country_code, []).append(p.landmark)
     assert all(len(set(v)) == len(v) for v in by_country.values())
+    # Each country has exactly one best-known city, its first.
+    best = [p.country_code for p in places if p.best_known]
+    assert sorted(best) == sorted(by_country)
+
+
+def test_teacher_answers_name_the_truth_or_the_best_known_city(tmp_path: Path) -> None:
+    from geo_r.geo.parse import parse_prediction
+
+    places = world_places()
+    best = {p.country_code: p for p in places if p.best_known}
+    for accuracy in (0.0, 1.0):
+        paths = write_world(tmp_path / str(accuracy), train_per_place=2, heldout_per_place=1, jitter_km=0.0,
+                            decimals=1, teacher_accuracy=accuracy)
+        train = _read(paths["train"])
+        for r in train:
+            pred = parse_prediction(r["conversations"][0]["value"])
+            is_best = best[r["country_code"]].city == r["city"]
+            named = best[r["country_code"]] if accuracy == 0.0 and not is_best else None
+            expected_city = named.city if named else r["city"]
+            assert pred.city == expected_city and pred.country == r["country"]
+            if named is None:
+                assert (pred.lat, pred.lon) == (r["lat"], r["lon"])
+            else:
+                assert (pred.lat, pred.lon) == (round(named.lat, 1), round(named.lon, 1))
+        assert all("conversations" not in r for r in _read(paths["heldout"]))
+    # In between, the wrong answers are about (1 - accuracy) of the less-known cities' photos.
+    paths = write_world(tmp_path / "mid", train_per_place=20, heldout_per_place=1, jitter_km=0.0, decimals=1,
+                        teacher_accuracy=0.4)
+    others = [r for r in _read(paths["train"]) if best[r["country_code"]].city != r["city"]]
+    right = sum(parse_prediction(r["conversations"][0]["value"]).city == r["city"] for r in others)
+    assert 0.3 < right / len(others) < 0.5
 
 
 def test_write_world_splits_are_disjoint_and_deterministic(tmp_path: Path) -> None:
     a = write_world(tmp_path / "a", train_per_place=2, heldout_per_place=1, seed=3, jitter_km=8.0)
     b = write_world(tmp_path / "b", train_per_place=2, heldout_per_place=1, seed=3, jitter_km=8.0)
     train, held = _read(a["train"]), _read(a["heldout"])
-    assert len(train) == 56 and len(held) == 28
+    assert len(train) == 72 and len(held) == 36
     assert {r["id"] for r in train}.isdisjoint({r["id"] for r in held})
     assert train == _read(b["train"]) and held == _read(b["heldout"])
     assert (a["images"] / train[0]["image"]).read_bytes() == (b["images"] / train[0]["image"]).read_bytes()
@@ -70,6 +101,8 @@ def test_write_world_rejects_bad_sizes(tmp_path: Path) -> None:
         write_world(tmp_path, jitter_km=float("nan"))
     with pytest.raises(ValueError, match="decimals"):
         write_world(tmp_path, decimals=7)
+    with pytest.raises(ValueError, match="teacher_accuracy"):
+        write_world(tmp_path, teacher_accuracy=1.5)
 
 
 def test_demo_world_labels_each_city_with_one_coordinate(tmp_path: Path) -> None:
@@ -105,7 +138,8 @@ def test_format_table_has_the_three_rows() -> None:
 def test_reduced_demo_runs_every_stage_and_sft_beats_untrained(tmp_path: Path) -> None:
     cfg = DemoConfig(
         out_dir=str(tmp_path / "demo"),
-        heldout_per_place=1,  # the recipe's SFT (150 steps on 224 photos: shorter runs do not yet parse)
+        heldout_per_place=1,
+        sft_steps=150,  # half the recipe's SFT: enough to parse (much shorter runs do not yet)
         grpo_steps=2,
         grpo_batch_size=8,
         num_generations=4,
@@ -124,7 +158,7 @@ def test_reduced_demo_runs_every_stage_and_sft_beats_untrained(tmp_path: Path) -
     for stage in ("untrained", "sft", "grpo"):
         for name in ("metrics.json", "predictions.jsonl", "report.md", "map.png", "error_cdf.png"):
             assert (out / "eval" / stage / name).is_file(), f"{stage}/{name} missing"
-        assert len(_read(out / "eval" / stage / "predictions.jsonl")) == 28
+        assert len(_read(out / "eval" / stage / "predictions.jsonl")) == 36
     rows = summary["rows"]
     assert list(rows) == ["untrained", "sft", "grpo"]
     assert json.loads((out / "demo_summary.json").read_text())["rows"] == rows

@@ -21,10 +21,12 @@ _HELP = {
     "seed": "seed of the model weights, the toy world and both trainings",
     "family": "model family of the tiny model (qwen2_5_vl, qwen2_vl, qwen3_vl)",
     "size": "tiny-model size (small learns in minutes; tiny is for tests)",
-    "train_per_place": "training photos per place (28 places)",
+    "train_per_place": "training photos per place (36 places)",
     "heldout_per_place": "held-out photos per place",
     "jitter_km": "photos lie up to this far from their city (0: at the city)",
     "coordinate_decimals": "decimal places of the photos' coordinates",
+    "teacher_accuracy": "SFT answers: -1 the photos' true chains; 0..1 a simulated teacher that names a "
+                        "less-known city right this often, else its country's best-known city",
     "sft_steps": "SFT warm-up steps",
     "sft_learning_rate": "SFT learning rate",
     "sft_batch_size": "SFT batch size",

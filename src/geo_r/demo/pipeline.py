@@ -34,18 +34,21 @@ SUMMARY_FILE = "demo_summary.json"
 
 @dataclass
 class DemoConfig:
-    """The demo recipe. Defaults are the README's run: about 7 minutes on 2 CPU cores."""
+    """The demo recipe. Defaults are the README's run: about 6 minutes on 2 CPU cores."""
 
     out_dir: str = "outputs/demo"
     seed: int = 0
     family: str = "qwen2_5_vl"
     size: str = "small"
     train_per_place: int = 8
-    heldout_per_place: int = 2
+    heldout_per_place: int = 4
     jitter_km: float = 0.0  # photos carry their city's coordinates ...
     coordinate_decimals: int = 1  # ... to 0.1 degree: a label a tiny model learns in minutes
+    # SFT answers: -1 renders every photo's true chain; 0..1 simulates a teacher biased toward famous cities
+    # (names a less-known city right this often, else its country's best-known city).
+    teacher_accuracy: float = -1.0
     # SFT warm-up: teaches the answer contract and a first reading of the cues.
-    sft_steps: int = 150
+    sft_steps: int = 300
     sft_learning_rate: float = 2e-3
     sft_batch_size: int = 8
     # GRPO: format + distance + region rewards.
@@ -86,7 +89,6 @@ def _repo_root() -> Path:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
     env.update(
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
@@ -198,6 +200,7 @@ def sft_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pat
         "--per_device_train_batch_size", str(cfg.sft_batch_size),
         "--learning_rate", str(cfg.sft_learning_rate),
         "--warmup_steps", str(max(1, cfg.sft_steps // 12)),
+        "--gradient_checkpointing", "false",  # a 5M-parameter model: recomputing activations only costs time
         "--dtype", "float32",
         "--bf16", "false",
         "--logging_steps", "10",
@@ -225,6 +228,7 @@ def grpo_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pa
         "--learning_rate", str(cfg.grpo_learning_rate),
         "--beta", str(cfg.beta),
         "--scale_rewards", cfg.scale_rewards,
+        "--gradient_checkpointing", "false",
         "--dtype", "float32",
         "--bf16", "false",
         "--logging_steps", "5",
@@ -320,11 +324,16 @@ def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:
             f"-> {out / 'world'}")
     t0 = time.monotonic()
     world = write_world(out / "world", cfg.train_per_place, cfg.heldout_per_place, seed=cfg.seed,
-                        jitter_km=cfg.jitter_km, decimals=cfg.coordinate_decimals)
+                        jitter_km=cfg.jitter_km, decimals=cfg.coordinate_decimals,
+                        teacher_accuracy=cfg.teacher_accuracy if cfg.teacher_accuracy >= 0 else None)
     timings["world"] = time.monotonic() - t0
     n_train = sum(1 for _ in world["train"].open())
     n_held = sum(1 for _ in world["heldout"].open())
-    print(f"{n_train} training photos, {n_held} held-out photos of the same 28 places", flush=True)
+    n_places = n_held // cfg.heldout_per_place
+    teacher = ("true chains" if cfg.teacher_accuracy < 0 else f"a teacher that names a less-known city right "
+               f"{cfg.teacher_accuracy:.0%} of the time, else its country's best-known city")
+    print(f"{n_train} training photos (SFT answers: {teacher}), {n_held} held-out photos of the same {n_places} "
+          "places", flush=True)
 
     rows: dict[str, dict[str, float | None]] = {}
     held, images = world["heldout"], world["images"]

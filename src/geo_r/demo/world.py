@@ -1,19 +1,28 @@
-"""The demo's toy world: synthetic photos of 28 real cities whose appearance carries learnable location cues.
+"""The demo's toy world: synthetic photos of 36 real cities whose appearance carries learnable location cues.
 
 Every place is a real city (coordinates from GeoNames); its country / region / city chain comes from the
 geo core's offline reverse geocoder (:func:`geo_r.geo.regions.reverse_geocode`), so the ``region``
-reward and the evaluation read the same labels the model is taught. A photo of a place shows:
+reward and the evaluation read the same labels the model is taught. Eight countries have four cities each
+(the first is the country's best-known city), four have one. A photo of a place shows:
 
 - sky and ground colours by climate band (``|lat|``: tropical, subtropical, temperate, cool, polar);
 - the sun on the left in the northern hemisphere, on the right in the southern one;
 - a skyline whose number of towers encodes the continent (2 to 7);
 - the ground painted in the country's two colours (a large, easy cue), with a plate of glyphs in the
-  country's script (Latin bars, Cyrillic hooks, CJK boxes, Arabic curves, Devanagari top bars, Thai loops);
-- a landmark whose shape (tower, dome, pyramid, arch) tells cities of the same country apart.
+  country's script (Latin bars, Cyrillic hooks, CJK boxes, Arabic curves, Devanagari top bars);
+- a landmark whose shape and colour (red tower, blue dome, yellow pyramid, purple arch) tells cities of the
+  same country apart.
 
 Layout, sizes, brightness and clutter are random per photo, and each photo is taken up to ``jitter_km``
 from its city. Train and held-out photos are drawn from disjoint random streams (same places, new photos),
-so held-out scores measure reading the cues, not remembering pixels. Also used by ``geo-r demo``.
+so held-out scores measure reading the cues, not remembering pixels.
+
+Training photos also carry an SFT answer (a ``conversations`` gpt turn) from a simulated teacher, the way
+Geo-R's warm-up imitates answers distilled from a larger model: for a city that is not its country's
+best-known one, the teacher names the right city with probability ``teacher_accuracy`` and otherwise the
+best-known city (with that city's region and coordinates), a bias toward famous places that imitation
+learns. The records' ``lat``/``lon`` and chain fields stay the photo's truth, which GRPO's rewards and the
+evaluation use. Also used by ``geo-r demo``.
 """
 
 from __future__ import annotations
@@ -29,40 +38,53 @@ from typing import Any
 IMAGE_SIZE = 112  # 112 x 112 = 12544 pixels: 16 image tokens on Qwen2.5-VL (patch 14, merge 2)
 DEFAULT_JITTER_KM = 8.0
 
-# (city, lat, lon, continent, script); the chain is derived offline from the coordinates.
+# (city, lat, lon, continent, script), grouped by country; the first city of a country is its best-known one
+# (the one the simulated SFT teacher falls back on). The chain is derived offline from the coordinates.
 CITIES: tuple[tuple[str, float, float, str, str], ...] = (
-    ("Paris", 48.8566, 2.3522, "EU", "latin"),
-    ("Madrid", 40.4168, -3.7038, "EU", "latin"),
-    ("Rome", 41.9028, 12.4964, "EU", "latin"),
-    ("Moscow", 55.7558, 37.6173, "EU", "cyrillic"),
-    ("Reykjavik", 64.1466, -21.9426, "EU", "latin"),
-    ("Tokyo", 35.6762, 139.6503, "AS", "cjk"),
-    ("Sapporo", 43.0618, 141.3545, "AS", "cjk"),
-    ("Beijing", 39.9042, 116.4074, "AS", "cjk"),
-    ("Mumbai", 19.0760, 72.8777, "AS", "devanagari"),
-    ("New Delhi", 28.6139, 77.2090, "AS", "devanagari"),
-    ("Bangkok", 13.7563, 100.5018, "AS", "thai"),
-    ("Cairo", 30.0444, 31.2357, "AF", "arabic"),
-    ("Nairobi", -1.2921, 36.8219, "AF", "latin"),
-    ("Lagos", 6.5244, 3.3792, "AF", "latin"),
-    ("Cape Town", -33.9249, 18.4241, "AF", "latin"),
     ("New York City", 40.7128, -74.0060, "NA", "latin"),
     ("Los Angeles", 34.0522, -118.2437, "NA", "latin"),
     ("Anchorage", 61.2181, -149.9003, "NA", "latin"),
-    ("Mexico City", 19.4326, -99.1332, "NA", "latin"),
+    ("Miami", 25.7617, -80.1918, "NA", "latin"),
+    ("Toronto", 43.6532, -79.3832, "NA", "latin"),
     ("Vancouver", 49.2827, -123.1207, "NA", "latin"),
+    ("Montreal", 45.5017, -73.5673, "NA", "latin"),
+    ("Calgary", 51.0447, -114.0719, "NA", "latin"),
     ("Rio de Janeiro", -22.9068, -43.1729, "SA", "latin"),
     ("Manaus", -3.1190, -60.0217, "SA", "latin"),
-    ("Buenos Aires", -34.6037, -58.3816, "SA", "latin"),
-    ("Lima", -12.0464, -77.0428, "SA", "latin"),
+    ("Sao Paulo", -23.5505, -46.6333, "SA", "latin"),
+    ("Recife", -8.0476, -34.8770, "SA", "latin"),
+    ("Moscow", 55.7558, 37.6173, "EU", "cyrillic"),
+    ("Saint Petersburg", 59.9311, 30.3609, "EU", "cyrillic"),
+    ("Kazan", 55.7887, 49.1221, "EU", "cyrillic"),
+    ("Murmansk", 68.9585, 33.0827, "EU", "cyrillic"),
+    ("Tokyo", 35.6762, 139.6503, "AS", "cjk"),
+    ("Sapporo", 43.0618, 141.3545, "AS", "cjk"),
+    ("Osaka", 34.6937, 135.5023, "AS", "cjk"),
+    ("Fukuoka", 33.5904, 130.4017, "AS", "cjk"),
+    ("Beijing", 39.9042, 116.4074, "AS", "cjk"),
+    ("Shanghai", 31.2304, 121.4737, "AS", "cjk"),
+    ("Guangzhou", 23.1291, 113.2644, "AS", "cjk"),
+    ("Chengdu", 30.5728, 104.0668, "AS", "cjk"),
+    ("New Delhi", 28.6139, 77.2090, "AS", "devanagari"),
+    ("Mumbai", 19.0760, 72.8777, "AS", "devanagari"),
+    ("Kolkata", 22.5726, 88.3639, "AS", "devanagari"),
+    ("Chennai", 13.0827, 80.2707, "AS", "devanagari"),
     ("Sydney", -33.8688, 151.2093, "OC", "latin"),
     ("Perth", -31.9505, 115.8605, "OC", "latin"),
-    ("Auckland", -36.8485, 174.7633, "OC", "latin"),
-    ("Santiago", -33.4489, -70.6693, "SA", "latin"),
+    ("Darwin", -12.4634, 130.8456, "OC", "latin"),
+    ("Melbourne", -37.8136, 144.9631, "OC", "latin"),
+    ("Paris", 48.8566, 2.3522, "EU", "latin"),
+    ("Cairo", 30.0444, 31.2357, "AF", "arabic"),
+    ("Nairobi", -1.2921, 36.8219, "AF", "latin"),
+    ("Buenos Aires", -34.6037, -58.3816, "SA", "latin"),
 )
 CONTINENT_TOWERS: dict[str, int] = {"EU": 2, "AS": 3, "AF": 4, "SA": 5, "OC": 6, "NA": 7}
 SCRIPTS: tuple[str, ...] = ("latin", "cyrillic", "cjk", "arabic", "devanagari", "thai")
 LANDMARKS: tuple[str, ...] = ("tower", "dome", "pyramid", "arch")
+# Each landmark kind has its own colour too: a cue a tiny vision tower reads as easily as the ground colours.
+LANDMARK_COLOURS: dict[str, tuple[int, int, int]] = {
+    "tower": (200, 60, 40), "dome": (40, 90, 210), "pyramid": (235, 200, 40), "arch": (150, 50, 170),
+}
 # Sky and ground colours per climate band, from the equator to the poles.
 BAND_EDGES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
 BAND_PALETTES: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
@@ -88,6 +110,7 @@ class WorldPlace:
     script: str
     landmark: str
     colours: tuple[tuple[int, int, int], tuple[int, int, int]]
+    best_known: bool  # the country's first (best-known) city: where the simulated teacher falls back
 
     @property
     def band(self) -> int:
@@ -111,7 +134,7 @@ def _country_colours(code: str) -> tuple[tuple[int, int, int], tuple[int, int, i
 
 
 def world_places() -> tuple[WorldPlace, ...]:
-    """The 28 places with chains from the offline reverse geocoder and per-country cue assignments."""
+    """The 36 places with chains from the offline reverse geocoder and per-country cue assignments."""
     from geo_r.geo.regions import reverse_geocode
 
     chains = reverse_geocode([c[1] for c in CITIES], [c[2] for c in CITIES])
@@ -134,6 +157,7 @@ def world_places() -> tuple[WorldPlace, ...]:
                 script=script,
                 landmark=LANDMARKS[k % len(LANDMARKS)],
                 colours=_country_colours(chain.country_code),
+                best_known=k == 0,
             )
         )
     return tuple(places)
@@ -212,7 +236,8 @@ def draw_photo(place: WorldPlace, rng: random.Random, size: int = IMAGE_SIZE) ->
         draw.rectangle([x - 3, horizon - h, x + 3, horizon], fill=grey)
     # landmark: tells cities of one country apart
     lx = int(size * rng.uniform(0.3, 0.7))
-    _draw_landmark(draw, place.landmark, lx, horizon, int(size * rng.uniform(0.25, 0.33)), _jitter((200, 60, 40), rng, 10))
+    colour = _jitter(LANDMARK_COLOURS[place.landmark], rng, 10)
+    _draw_landmark(draw, place.landmark, lx, horizon, int(size * rng.uniform(0.25, 0.33)), colour)
     # sign: the country's colours fill the ground as a two-band field, with script glyphs on a plate
     c1, c2 = place.colours
     mid = (horizon + size) // 2
@@ -240,12 +265,29 @@ def _offset(lat: float, lon: float, km: float, rng: random.Random, decimals: int
     return round(lat + dlat, decimals), round(lon + dlon, decimals)
 
 
+def teacher_answer(place: WorldPlace, places: tuple[WorldPlace, ...], rng: random.Random, accuracy: float,
+                   decimals: int) -> str:
+    """The simulated teacher's SFT answer for a photo of ``place``: right, or its country's best-known city.
+
+    Best-known cities and single-city countries are always named right; any other city is named right with
+    probability ``accuracy``, else replaced by the best-known city of its country (chain and coordinates).
+    """
+    from geo_r.prompts import render_answer
+
+    named = place
+    if not place.best_known and rng.random() >= accuracy:
+        named = next(p for p in places if p.country_code == place.country_code and p.best_known)
+    return render_answer(named.country, named.region, named.city, round(named.lat, decimals),
+                         round(named.lon, decimals))
+
+
 def _write_split(out: Path, split: str, places: tuple[WorldPlace, ...], per_place: int, seed: int,
-                 jitter_km: float, decimals: int) -> Path:
+                 jitter_km: float, decimals: int, teacher_accuracy: float | None) -> Path:
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     # Disjoint random streams per split: a held-out photo is never a re-draw of a training photo.
     rng = random.Random(f"geo-r-world:{split}:{seed}")
+    teacher_rng = random.Random(f"geo-r-teacher:{split}:{seed}")  # the photos do not depend on the teacher
     path = out / f"{split}.jsonl"
     records = []
     for k in range(per_place):
@@ -253,18 +295,20 @@ def _write_split(out: Path, split: str, places: tuple[WorldPlace, ...], per_plac
             rid = f"{split}_{k:03d}_{i:02d}"
             lat, lon = _offset(place.lat, place.lon, jitter_km, rng, decimals)
             draw_photo(place, rng).save(images / f"{rid}.png")
-            records.append(
-                {
-                    "id": rid,
-                    "image": f"{rid}.png",
-                    "lat": lat,
-                    "lon": lon,
-                    "country": place.country,
-                    "country_code": place.country_code,
-                    "region": place.region,
-                    "city": place.city,
-                }
-            )
+            record: dict[str, Any] = {
+                "id": rid,
+                "image": f"{rid}.png",
+                "lat": lat,
+                "lon": lon,
+                "country": place.country,
+                "country_code": place.country_code,
+                "region": place.region,
+                "city": place.city,
+            }
+            if teacher_accuracy is not None:
+                answer = teacher_answer(place, places, teacher_rng, teacher_accuracy, decimals)
+                record["conversations"] = [{"from": "gpt", "value": answer}]
+            records.append(record)
     rng.shuffle(records)
     with path.open("w", encoding="utf-8") as f:
         for rec in records:
@@ -279,12 +323,16 @@ def write_world(
     seed: int = 0,
     jitter_km: float = DEFAULT_JITTER_KM,
     decimals: int = 6,
+    teacher_accuracy: float | None = None,
 ) -> dict[str, Path]:
     """Write ``train.jsonl`` and ``heldout.jsonl`` (+ ``images/`` and ``places.json``) under ``out_dir``.
 
     Photo coordinates are rounded to ``decimals`` places: the demo uses ``jitter_km=0, decimals=1``, so every
     photo of a city carries the same label (``48.900000, 2.400000``), which a tiny model can learn in minutes;
     random jitter makes the trailing digits noise that SFT cannot learn and sampling then garbles.
+
+    With ``teacher_accuracy`` set, every training record also carries the simulated teacher's SFT answer
+    (:func:`teacher_answer`) as its ``conversations`` gpt turn; held-out records never do.
 
     Returns ``{"train": path, "heldout": path, "images": folder}``. Deterministic for a given ``seed``.
     """
@@ -294,11 +342,14 @@ def write_world(
         raise ValueError(f"decimals must be between 0 and 6, got {decimals}")
     if not (math.isfinite(jitter_km) and jitter_km >= 0):
         raise ValueError(f"jitter_km must be a finite number >= 0, got {jitter_km}")
+    if teacher_accuracy is not None and not 0.0 <= teacher_accuracy <= 1.0:
+        raise ValueError(f"teacher_accuracy must be between 0 and 1, got {teacher_accuracy}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     places = world_places()
-    train = _write_split(out, "train", places, train_per_place, seed, jitter_km, decimals)
-    heldout = _write_split(out, "heldout", places, heldout_per_place, seed, jitter_km, decimals)
+    train = _write_split(out, "train", places, train_per_place, seed, jitter_km, decimals,
+                         teacher_accuracy)
+    heldout = _write_split(out, "heldout", places, heldout_per_place, seed, jitter_km, decimals, None)
     (out / "places.json").write_text(
         json.dumps([p.__dict__ | {"band": p.band} for p in places], indent=1), encoding="utf-8"
     )
