@@ -42,32 +42,31 @@ def test_world_places_have_real_chains_and_distinct_cues() -> None:
     assert sorted(best) == sorted(by_country)
 
 
-def test_teacher_answers_name_the_truth_or_the_best_known_city(tmp_path: Path) -> None:
+def test_teacher_answers_name_the_truth_or_a_famous_country(tmp_path: Path) -> None:
+    from geo_r.demo.world import TEACHER_CONFUSIONS
     from geo_r.geo.parse import parse_prediction
 
-    places = world_places()
-    best = {p.country_code: p for p in places if p.best_known}
+    best = {p.country_code: p for p in world_places() if p.best_known}
+    assert set(TEACHER_CONFUSIONS.values()) <= set(best) and set(TEACHER_CONFUSIONS) <= set(best)
     for accuracy in (0.0, 1.0):
         paths = write_world(tmp_path / str(accuracy), train_per_place=2, heldout_per_place=1, jitter_km=0.0,
                             decimals=1, teacher_accuracy=accuracy)
-        train = _read(paths["train"])
-        for r in train:
+        for r in _read(paths["train"]):
             pred = parse_prediction(r["conversations"][0]["value"])
-            is_best = best[r["country_code"]].city == r["city"]
-            named = best[r["country_code"]] if accuracy == 0.0 and not is_best else None
-            expected_city = named.city if named else r["city"]
-            assert pred.city == expected_city and pred.country == r["country"]
-            if named is None:
-                assert (pred.lat, pred.lon) == (r["lat"], r["lon"])
-            else:
+            famous = TEACHER_CONFUSIONS.get(r["country_code"]) if accuracy == 0.0 else None
+            if famous is None:  # the truth, chain and coordinates
+                assert (pred.country, pred.city, pred.lat, pred.lon) == (r["country"], r["city"], r["lat"], r["lon"])
+            else:  # the famous country's best-known city
+                named = best[famous]
+                assert (pred.country, pred.city) == (named.country, named.city)
                 assert (pred.lat, pred.lon) == (round(named.lat, 1), round(named.lon, 1))
         assert all("conversations" not in r for r in _read(paths["heldout"]))
-    # In between, the wrong answers are about (1 - accuracy) of the less-known cities' photos.
+    # In between, about `accuracy` of the confused countries' photos are named right.
     paths = write_world(tmp_path / "mid", train_per_place=20, heldout_per_place=1, jitter_km=0.0, decimals=1,
                         teacher_accuracy=0.4)
-    others = [r for r in _read(paths["train"]) if best[r["country_code"]].city != r["city"]]
-    right = sum(parse_prediction(r["conversations"][0]["value"]).city == r["city"] for r in others)
-    assert 0.3 < right / len(others) < 0.5
+    confused = [r for r in _read(paths["train"]) if r["country_code"] in TEACHER_CONFUSIONS]
+    right = sum(parse_prediction(r["conversations"][0]["value"]).country == r["country"] for r in confused)
+    assert 0.3 < right / len(confused) < 0.5
 
 
 def test_write_world_splits_are_disjoint_and_deterministic(tmp_path: Path) -> None:
@@ -165,3 +164,16 @@ def test_reduced_demo_runs_every_stage_and_sft_beats_untrained(tmp_path: Path) -
     # The SFT warm-up teaches the answer contract: more parsed answers and more reward than the random model.
     assert rows["sft"]["parse_rate"] > rows["untrained"]["parse_rate"]
     assert rows["sft"]["mean_reward"] > rows["untrained"]["mean_reward"] + 0.2
+
+
+def test_demo_cli_refuses_a_bad_teacher_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from geo_r.demo.cli import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--out_dir", str(tmp_path / "demo"), "--teacher_accuracy", "1.5"])
+    assert run(args) == 2
+    assert "--teacher_accuracy must be -1" in capsys.readouterr().out
+    assert not (tmp_path / "demo").exists()  # refused before building anything

@@ -406,7 +406,7 @@ def test_missing_yaml_and_mixture_names() -> None:
 
 
 def test_geo_example_yaml_works_with_the_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """data_config/geo_example.yaml reads what run_scripts/run_demo.sh writes (outputs/demo/data, 32 photos)."""
+    """data_config/geo_example.yaml reads what run_scripts/run_grpo_quick.sh writes (outputs/demo/data, 32 photos)."""
     from geo_r.demo.toy_data import write_toy_dataset
 
     monkeypatch.chdir(tmp_path)

@@ -25,8 +25,9 @@ _HELP = {
     "heldout_per_place": "held-out photos per place",
     "jitter_km": "photos lie up to this far from their city (0: at the city)",
     "coordinate_decimals": "decimal places of the photos' coordinates",
-    "teacher_accuracy": "SFT answers: -1 the photos' true chains; 0..1 a simulated teacher that names a "
-                        "less-known city right this often, else its country's best-known city",
+    "teacher_accuracy": "SFT answers: -1 the photos' true chains; 0..1 a simulated teacher that over-predicts "
+                        "famous countries (Canada, Australia -> US; Japan, India -> China; Russia -> France; "
+                        "Argentina -> Brazil; Kenya -> Egypt) and names those photos right this often",
     "sft_steps": "SFT warm-up steps",
     "sft_learning_rate": "SFT learning rate",
     "sft_batch_size": "SFT batch size",
@@ -62,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the table; a failing stage prints its log tail and returns 1."""
     values = {f.name: getattr(args, f.name) for f in fields(DemoConfig)}
+    if not (args.teacher_accuracy == -1.0 or 0.0 <= args.teacher_accuracy <= 1.0):
+        print(f"geo-r demo: --teacher_accuracy must be -1 (true chains) or between 0 and 1, "
+              f"got {args.teacher_accuracy}")
+        return 2
     try:
         run_demo(DemoConfig(**values), show_progress=not args.quiet)
     except RuntimeError as exc:

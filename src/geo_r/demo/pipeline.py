@@ -36,7 +36,7 @@ SUMMARY_FILE = "demo_summary.json"
 class DemoConfig:
     """The demo recipe. Defaults are the README's run: about 6 minutes on 2 CPU cores."""
 
-    out_dir: str = "outputs/demo"
+    out_dir: str = "outputs/demo_full"
     seed: int = 0
     family: str = "qwen2_5_vl"
     size: str = "small"
@@ -44,21 +44,22 @@ class DemoConfig:
     heldout_per_place: int = 4
     jitter_km: float = 0.0  # photos carry their city's coordinates ...
     coordinate_decimals: int = 1  # ... to 0.1 degree: a label a tiny model learns in minutes
-    # SFT answers: -1 renders every photo's true chain; 0..1 simulates a teacher biased toward famous cities
-    # (names a less-known city right this often, else its country's best-known city).
-    teacher_accuracy: float = -1.0
+    # SFT answers: -1 renders every photo's true chain; 0..1 simulates a teacher that over-predicts famous
+    # countries (names a photo from Canada, Australia, Japan, India, Russia, Argentina or Kenya right this
+    # often, else as the famous country's best-known city; world.TEACHER_CONFUSIONS).
+    teacher_accuracy: float = 0.4
     # SFT warm-up: teaches the answer contract and a first reading of the cues.
     sft_steps: int = 300
     sft_learning_rate: float = 2e-3
     sft_batch_size: int = 8
     # GRPO: format + distance + region rewards.
     grpo_steps: int = 40
-    grpo_learning_rate: float = 3e-5
+    grpo_learning_rate: float = 3e-4
     grpo_batch_size: int = 32
     num_generations: int = 8
-    temperature: float = 0.3  # near the greedy answer the evaluation scores; 0.7-1.0 sampled mostly noise
+    temperature: float = 0.5  # samples the teacher's 40 % right answers often enough; 1.0 garbles the format
     max_completion_length: int = 80
-    beta: float = 0.0
+    beta: float = 0.1  # KL to the SFT model (VLM-R1 / Geo-R: 0.04): keeps what SFT got right in place
     scale_rewards: str = "none"  # no division by the group's reward std: near-tied groups stay near-silent
     reward_weights: str = "0.2,1,1"  # format, distance, region: format is learnt in SFT and easy to game
     distance_reward: str = "geoscore"
@@ -330,8 +331,8 @@ def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:
     n_train = sum(1 for _ in world["train"].open())
     n_held = sum(1 for _ in world["heldout"].open())
     n_places = n_held // cfg.heldout_per_place
-    teacher = ("true chains" if cfg.teacher_accuracy < 0 else f"a teacher that names a less-known city right "
-               f"{cfg.teacher_accuracy:.0%} of the time, else its country's best-known city")
+    teacher = ("true chains" if cfg.teacher_accuracy < 0 else f"a teacher that over-predicts famous countries, "
+               f"right on {cfg.teacher_accuracy:.0%} of the photos it confuses")
     print(f"{n_train} training photos (SFT answers: {teacher}), {n_held} held-out photos of the same {n_places} "
           "places", flush=True)
 

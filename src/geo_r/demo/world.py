@@ -17,12 +17,13 @@ Layout, sizes, brightness and clutter are random per photo, and each photo is ta
 from its city. Train and held-out photos are drawn from disjoint random streams (same places, new photos),
 so held-out scores measure reading the cues, not remembering pixels.
 
-Training photos also carry an SFT answer (a ``conversations`` gpt turn) from a simulated teacher, the way
-Geo-R's warm-up imitates answers distilled from a larger model: for a city that is not its country's
-best-known one, the teacher names the right city with probability ``teacher_accuracy`` and otherwise the
-best-known city (with that city's region and coordinates), a bias toward famous places that imitation
-learns. The records' ``lat``/``lon`` and chain fields stay the photo's truth, which GRPO's rewards and the
-evaluation use. Also used by ``geo-r demo``.
+With ``teacher_accuracy`` set, training photos also carry an SFT answer (a ``conversations`` gpt turn) from
+a simulated teacher, the way Geo-R's warm-up imitates answers distilled from a larger model. The teacher
+over-predicts famous countries (:data:`TEACHER_CONFUSIONS`: Canada and Australia -> United States, Japan
+and India -> China, Russia -> France, Argentina -> Brazil, Kenya -> Egypt): a photo from those countries
+is named right with probability ``teacher_accuracy``, else as the famous country's best-known city. The
+records' ``lat``/``lon`` and chain fields stay the photo's truth, which GRPO's rewards and the evaluation
+use. Also used by ``geo-r demo``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ CITIES: tuple[tuple[str, float, float, str, str], ...] = (
     ("Nairobi", -1.2921, 36.8219, "AF", "latin"),
     ("Buenos Aires", -34.6037, -58.3816, "SA", "latin"),
 )
+# The simulated SFT teacher over-predicts famous countries, as VLM teachers do: photos from the key
+# country are named as the value country's best-known city unless the teacher gets them right.
+TEACHER_CONFUSIONS: dict[str, str] = {
+    "CA": "US", "AU": "US", "JP": "CN", "IN": "CN", "RU": "FR", "AR": "BR", "KE": "EG",
+}
 CONTINENT_TOWERS: dict[str, int] = {"EU": 2, "AS": 3, "AF": 4, "SA": 5, "OC": 6, "NA": 7}
 SCRIPTS: tuple[str, ...] = ("latin", "cyrillic", "cjk", "arabic", "devanagari", "thai")
 LANDMARKS: tuple[str, ...] = ("tower", "dome", "pyramid", "arch")
@@ -110,7 +116,7 @@ class WorldPlace:
     script: str
     landmark: str
     colours: tuple[tuple[int, int, int], tuple[int, int, int]]
-    best_known: bool  # the country's first (best-known) city: where the simulated teacher falls back
+    best_known: bool  # the country's first (best-known) city: the one the simulated teacher names
 
     @property
     def band(self) -> int:
@@ -267,16 +273,18 @@ def _offset(lat: float, lon: float, km: float, rng: random.Random, decimals: int
 
 def teacher_answer(place: WorldPlace, places: tuple[WorldPlace, ...], rng: random.Random, accuracy: float,
                    decimals: int) -> str:
-    """The simulated teacher's SFT answer for a photo of ``place``: right, or its country's best-known city.
+    """The simulated teacher's SFT answer for a photo of ``place``: right, or a famous country's best-known city.
 
-    Best-known cities and single-city countries are always named right; any other city is named right with
-    probability ``accuracy``, else replaced by the best-known city of its country (chain and coordinates).
+    A photo from a country in :data:`TEACHER_CONFUSIONS` is named right with probability ``accuracy``, else
+    as the best-known city of the famous country the teacher confuses it with (chain and coordinates);
+    photos from any other country are always named right.
     """
     from geo_r.prompts import render_answer
 
     named = place
-    if not place.best_known and rng.random() >= accuracy:
-        named = next(p for p in places if p.country_code == place.country_code and p.best_known)
+    famous = TEACHER_CONFUSIONS.get(place.country_code)
+    if famous is not None and rng.random() >= accuracy:
+        named = next(p for p in places if p.country_code == famous and p.best_known)
     return render_answer(named.country, named.region, named.city, round(named.lat, decimals),
                          round(named.lon, decimals))
 
