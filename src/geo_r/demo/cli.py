@@ -63,12 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the table; a failing stage prints its log tail and returns 1."""
     values = {f.name: getattr(args, f.name) for f in fields(DemoConfig)}
-    if not (args.teacher_accuracy == -1.0 or 0.0 <= args.teacher_accuracy <= 1.0):
-        print(f"geo-r demo: --teacher_accuracy must be -1 (true chains) or between 0 and 1, "
-              f"got {args.teacher_accuracy}")
+    try:
+        cfg = DemoConfig(**values)
+    except ValueError as exc:  # a recipe value out of range: refused before anything is built
+        print(f"geo-r demo: {exc}")
         return 2
     try:
-        run_demo(DemoConfig(**values), show_progress=not args.quiet)
+        run_demo(cfg, show_progress=not args.quiet)
     except RuntimeError as exc:
         print(f"geo-r demo: {exc}")
         return 1

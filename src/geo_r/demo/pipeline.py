@@ -68,6 +68,16 @@ class DemoConfig:
     eval_max_new_tokens: int = 96
     extra_grpo_args: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not (self.teacher_accuracy == -1.0 or 0.0 <= self.teacher_accuracy <= 1.0):
+            raise ValueError(f"--teacher_accuracy must be -1 (true chains) or between 0 and 1, "
+                             f"got {self.teacher_accuracy}")
+
+    @property
+    def teacher(self) -> float | None:
+        """The simulated teacher's accuracy for :func:`geo_r.demo.world.write_world`; None for true answers."""
+        return None if self.teacher_accuracy < 0 else self.teacher_accuracy
+
     @property
     def max_pixels(self) -> int:
         """Pixel budget of every stage: the world's photo size (16 image tokens on Qwen2.5-VL)."""
@@ -189,6 +199,19 @@ def eval_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pa
     ]
 
 
+def _cpu_training_flags(cfg: DemoConfig) -> list[str]:
+    """Flags both trainings share: float32 on CPU, no checkpoints or reporting, the demo's seed and pixels."""
+    return [
+        "--gradient_checkpointing", "false",  # a 5M-parameter model: recomputing activations only costs time
+        "--dtype", "float32",
+        "--bf16", "false",
+        "--save_strategy", "no",
+        "--report_to", "none",
+        "--seed", str(cfg.seed),
+        "--max_pixels", str(cfg.max_pixels),
+    ]
+
+
 def sft_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Path) -> list[str]:
     """``geo-r sft``: the built-in warm-up on the training photos."""
     return [
@@ -201,14 +224,8 @@ def sft_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pat
         "--per_device_train_batch_size", str(cfg.sft_batch_size),
         "--learning_rate", str(cfg.sft_learning_rate),
         "--warmup_steps", str(max(1, cfg.sft_steps // 12)),
-        "--gradient_checkpointing", "false",  # a 5M-parameter model: recomputing activations only costs time
-        "--dtype", "float32",
-        "--bf16", "false",
         "--logging_steps", "10",
-        "--save_strategy", "no",
-        "--report_to", "none",
-        "--seed", str(cfg.seed),
-        "--max_pixels", str(cfg.max_pixels),
+        *_cpu_training_flags(cfg),
     ]
 
 
@@ -229,14 +246,8 @@ def grpo_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pa
         "--learning_rate", str(cfg.grpo_learning_rate),
         "--beta", str(cfg.beta),
         "--scale_rewards", cfg.scale_rewards,
-        "--gradient_checkpointing", "false",
-        "--dtype", "float32",
-        "--bf16", "false",
         "--logging_steps", "5",
-        "--save_strategy", "no",
-        "--report_to", "none",
-        "--seed", str(cfg.seed),
-        "--max_pixels", str(cfg.max_pixels),
+        *_cpu_training_flags(cfg),
         *cfg.extra_grpo_args,
     ]
 
@@ -326,13 +337,13 @@ def run_demo(cfg: DemoConfig, show_progress: bool = True) -> dict:
     t0 = time.monotonic()
     world = write_world(out / "world", cfg.train_per_place, cfg.heldout_per_place, seed=cfg.seed,
                         jitter_km=cfg.jitter_km, decimals=cfg.coordinate_decimals,
-                        teacher_accuracy=cfg.teacher_accuracy if cfg.teacher_accuracy >= 0 else None)
+                        teacher_accuracy=cfg.teacher)
     timings["world"] = time.monotonic() - t0
     n_train = sum(1 for _ in world["train"].open())
     n_held = sum(1 for _ in world["heldout"].open())
     n_places = n_held // cfg.heldout_per_place
-    teacher = ("true chains" if cfg.teacher_accuracy < 0 else f"a teacher that over-predicts famous countries, "
-               f"right on {cfg.teacher_accuracy:.0%} of the photos it confuses")
+    teacher = ("true chains" if cfg.teacher is None else f"a teacher that over-predicts famous countries, "
+               f"right on {cfg.teacher:.0%} of the photos it confuses")
     print(f"{n_train} training photos (SFT answers: {teacher}), {n_held} held-out photos of the same {n_places} "
           "places", flush=True)
 

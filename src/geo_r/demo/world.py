@@ -85,7 +85,6 @@ TEACHER_CONFUSIONS: dict[str, str] = {
     "CA": "US", "AU": "US", "JP": "CN", "IN": "CN", "RU": "FR", "AR": "BR", "KE": "EG",
 }
 CONTINENT_TOWERS: dict[str, int] = {"EU": 2, "AS": 3, "AF": 4, "SA": 5, "OC": 6, "NA": 7}
-SCRIPTS: tuple[str, ...] = ("latin", "cyrillic", "cjk", "arabic", "devanagari", "thai")
 LANDMARKS: tuple[str, ...] = ("tower", "dome", "pyramid", "arch")
 # Each landmark kind has its own colour too: a cue a tiny vision tower reads as easily as the ground colours.
 LANDMARK_COLOURS: dict[str, tuple[int, int, int]] = {
