@@ -17,6 +17,9 @@ if [[ -z "${NPROC_PER_NODE:-}" ]]; then
   NPROC_PER_NODE="$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null || echo 1)"
 fi
 export NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE RDZV_BACKEND RDZV_ID DIST_TIMEOUT
+# torchrun's worker watchdog: Geo-R's heartbeat renews a timer with this node's agent, which kills a frozen
+# process once DIST_TIMEOUT has passed (geo_r/trainer/heartbeat.py), so a frozen node ends its part of the job.
+export TORCHELASTIC_ENABLE_FILE_TIMER="${TORCHELASTIC_ENABLE_FILE_TIMER:-1}"
 
 # torchrun's node arguments for this node, in the array TORCHRUN_NODE_ARGS.
 geo_r_torchrun_node_args() {

@@ -78,6 +78,20 @@ def test_checkpoint_problems_name_what_is_missing(tmp_path):
     assert checkpoint_problems(_checkpoint(tmp_path / "c", 3, world=1, deepspeed=False, marker=False)) == []
 
 
+def test_save_settings_that_cannot_resume_are_warned_about():
+    from types import SimpleNamespace
+
+    from geo_r.trainer.checkpoints import save_settings_note
+
+    def args(**kw):
+        return SimpleNamespace(**{"save_strategy": "steps", "save_only_model": False, "save_total_limit": 2,
+                                  "world_size": 2, **kw})
+
+    assert "cannot be resumed" in save_settings_note(args(save_only_model=True))
+    assert "keep 2" in save_settings_note(args(save_total_limit=1))
+    assert save_settings_note(args()) is None and save_settings_note(args(save_strategy="no")) is None
+
+
 def test_explicit_checkpoint_that_cannot_resume_is_refused(tmp_path):
     ckpt = _checkpoint(tmp_path, 5, weights_only=True)
     with pytest.raises(ValueError, match="cannot be resumed: weights only"):
@@ -109,6 +123,54 @@ def test_launcher_stops_before_torchrun_when_the_batch_does_not_divide(tmp_path)
     assert proc.returncode == 2
     assert "Geo-R grpo launcher: the generation batch (3 node(s) x 1 process(es) x 3 per device" in proc.stderr
     assert not (tmp_path / "calls.jsonl").exists(), "torchrun ran despite the bad batch"
+
+
+# ---------------------------------------------------------------- one timeout, stop requests
+
+
+def test_ddp_timeout_reaches_deepspeed_on_cpu_and_the_eval_barrier(monkeypatch):
+    """accelerate passes --ddp_timeout to plain DDP and to DeepSpeed on GPUs; these are the two paths Geo-R owns."""
+    from datetime import timedelta
+
+    import deepspeed
+    import torch.distributed as dist
+
+    from geo_r.eval import runner
+    from geo_r.trainer.distributed import ddp_timeout_from_argv, init_deepspeed_on_cpu
+
+    assert ddp_timeout_from_argv(["--ddp_timeout", "60", "--x", "--ddp_timeout=90"]) == 90
+    assert ddp_timeout_from_argv([]) == 1800
+    with pytest.raises(ValueError, match="--ddp_timeout soon"):
+        ddp_timeout_from_argv(["--ddp_timeout", "soon"])
+    seen = {}
+    monkeypatch.setattr(deepspeed, "init_distributed", lambda **kw: seen.update(ds=kw["timeout"]))
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(key, "")  # recorded, so that what init_deepspeed_on_cpu sets is undone afterwards
+        monkeypatch.delenv(key)
+    init_deepspeed_on_cpu(ddp_timeout_from_argv(["--deepspeed", "z3.json", "--ddp_timeout", "42"]))
+    assert seen["ds"] == timedelta(seconds=42)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: seen.update(eval=kw["timeout"]))
+    monkeypatch.setattr(runner, "start_heartbeat", lambda timeout_s, what: seen.update(hb=timeout_s))
+    runner.init_distributed(runner.DistEnv(0, 2, 0), timedelta(seconds=7))
+    assert seen["eval"] == timedelta(seconds=7) and seen["hb"] == 7
+
+
+def test_stop_file_makes_every_rank_save_and_stop(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from geo_r.trainer.preemption import StopRequestCallback
+
+    monkeypatch.delenv("GEO_R_STOP_FILE", raising=False)
+    cb = StopRequestCallback(tmp_path)
+    args, state = SimpleNamespace(device="cpu"), SimpleNamespace(global_step=7, is_world_process_zero=True)
+    control = cb.on_step_end(args, state, TrainerControl())
+    assert not control.should_save and not control.should_training_stop and cb.stopped_at is None
+    (tmp_path / "GEO_R_STOP").touch()
+    control = cb.on_step_end(args, state, TrainerControl())
+    assert control.should_save and control.should_training_stop and cb.stopped_at == 7
 
 
 # ---------------------------------------------------------------- heartbeat (in process)
@@ -279,6 +341,14 @@ def _kill(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def _store_host_worker(port: int) -> int:
+    """The training process under the torchrun agent that hosts the rendezvous store on ``port``."""
+    import psutil
+
+    host = next(c.pid for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port)
+    return next(k.pid for k in psutil.Process(host).children(recursive=True) if "grpo_jsonl" in " ".join(k.cmdline()))
+
+
 def _prompts(path: Path) -> dict[int, list[str]]:
     """Step -> the photo ids each rank trained on (rank order), from record_prompts' log."""
     by_step: dict[int, dict[int, list[str]]] = {}
@@ -314,10 +384,11 @@ GRPO_ARGS = ["--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_
 @pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
 def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_model_dir, toy_data, tmp_path):
     """The issue's must-show, through run_scripts/run_grpo_multinode.sh on 2 "nodes" (ZeRO-3 on CPU):
-    an uninterrupted run; then a run whose node 1 freezes (SIGSTOP) after checkpoint-2, which ends within the
-    timeout with a message naming rank 1 and the resume command; node 1 is then killed; the same two commands
-    rerun resume from checkpoint-2 and finish: every step logged once, the photos of steps 3-4 those of the
-    uninterrupted run."""
+    an uninterrupted run; then a run whose training process freezes (SIGSTOP) after checkpoint-2 on the node that
+    hosts the rendezvous (the hard case: its torchrun agent is healthy), which ends on both nodes within the
+    timeout with a message naming the frozen rank and the resume command; that node is then killed; the same
+    two commands rerun resume from checkpoint-2 and finish: every step logged once, the photos of steps 3-4
+    those of the uninterrupted run."""
     from geo_r.trainer.distributed import free_port
 
     script = "run_scripts/run_grpo_multinode.sh"
@@ -345,7 +416,9 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
         ):
             assert all(p.poll() is None for p in procs), (logs / "node0.log").read_text()[-3000:]
             time.sleep(0.5)
-        frozen = next(json.loads(x)["pid"] for x in prompt_log.read_text().splitlines() if '"rank": 1' in x)
+        frozen = _store_host_worker(int(env["MASTER_PORT"]))
+        frozen_rank = next(e["rank"] for e in map(json.loads, prompt_log.read_text().splitlines())
+                           if e["pid"] == frozen)
         os.kill(frozen, signal.SIGSTOP)
         frozen_at = time.monotonic()
         codes = _wait(procs, timeout_s + 60)
@@ -359,7 +432,7 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
     assert None not in codes and codes != [0, 0], f"the job did not end after a rank froze: {codes}"
     assert ended_after < timeout_s + 60
     text = (logs / "node0.log").read_text() + (logs / "node1.log").read_text()
-    assert "rank 1 (node 1" in text and "stopped answering" in text, text[-3000:]
+    assert f"rank {frozen_rank} (node {frozen_rank}" in text and "stopped answering" in text, text[-3000:]
     assert "resume: rerun on every node" in text and "run_grpo_multinode.sh --max_steps 4" in text
 
     procs = _start_nodes(script, GRPO_ARGS, {**env, "GEO_R_TEST_STEP_DELAY": "0"}, tmp_path)  # the same commands

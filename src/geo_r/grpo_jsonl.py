@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.data import build_grpo_dataset, load_records, split_dataset
     from geo_r.data.mixture import is_mixture_config, load_mixture
     from geo_r.rewards import get_reward_funcs
-    from geo_r.trainer.checkpoints import CompleteCheckpointCallback
+    from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import reconcile, resolve_resume
     from geo_r.trainer.distributed import shutdown_process_group
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
@@ -120,11 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     if resume_note:
         logger.warning(resume_note)
-    if training.save_only_model and training.save_strategy != "no":
-        logger.warning(
-            "--save_only_model true: checkpoints hold weights only and cannot be resumed (--resume_from_checkpoint "
-            "True passes over them); drop it to save optimizer, scheduler and RNG state as well"
-        )
+    if (note := save_settings_note(training)) is not None:
+        logger.warning(note)
 
     # Rewards first: a typo in --reward_funcs must fail before minutes of data checking.
     reward_funcs = get_reward_funcs(script.reward_funcs, reward_args)

@@ -210,7 +210,7 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
-    from geo_r.trainer.checkpoints import CompleteCheckpointCallback
+    from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import resolve_resume
     from geo_r.trainer.heartbeat import start_heartbeat
     from geo_r.trainer.preemption import StopRequestCallback
@@ -222,6 +222,8 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
         raise SFTSetupError(str(exc)) from None
     if note:
         logger.warning(note)
+    if (save_note := save_settings_note(training)) is not None:
+        logger.warning(save_note)
     trainer, _report = build_sft_trainer(script, model_args, training)
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)

@@ -107,6 +107,23 @@ def newest_resumable(output_dir: str | os.PathLike[str]) -> tuple[Path | None, l
     return None, skipped
 
 
+def save_settings_note(args: Any) -> str | None:
+    """A warning when the save settings cannot give a resumable checkpoint after a failure, else None."""
+    if getattr(args, "save_strategy", "no") in ("no", None):
+        return None
+    if args.save_only_model:
+        return (
+            "--save_only_model true: checkpoints hold weights only and cannot be resumed (--resume_from_checkpoint "
+            "True passes over them); drop it to save optimizer, scheduler and RNG state as well"
+        )
+    if args.save_total_limit == 1 and args.world_size > 1:
+        return (
+            "--save_total_limit 1: the previous checkpoint is deleted before every rank has finished the new one, so "
+            "a node lost during a save leaves nothing to resume; keep 2"
+        )
+    return None
+
+
 class CompleteCheckpointCallback(TrainerCallback):
     """After each save, wait for every rank, then mark the folder complete (``geo_r_checkpoint.json``)."""
 

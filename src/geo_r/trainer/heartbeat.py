@@ -7,6 +7,11 @@ in torchrun's key-value store (``MASTER_ADDR:MASTER_PORT``) and reads everyone e
 moved for the timeout (timed with this machine's clock, so node clocks need not agree), or a store that stops
 answering (node 0 is gone), ends this process with a message naming the rank and its host and the command
 that resumes the run. Each top-level launcher puts its own command line in ``GEO_R_LAUNCH_COMMAND``.
+
+A frozen process cannot end itself, and its node's torchrun agent does not notice it. The launchers therefore
+turn on torchrun's worker watchdog (``TORCHELASTIC_ENABLE_FILE_TIMER=1``): each beat also renews a timer with
+the node's agent, which kills this process with SIGKILL if the timer runs out (``timeout + 3`` beats, so the
+ranks still alive name the silent one first), and the agent then ends that node's part of the job.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_CODE = 75  # EX_TEMPFAIL: the job can be resumed
 _PREFIX = "geo_r_heartbeat/"
+_TIMER_SCOPE = "geo-r-heartbeat"
 
 
 def resume_hint(argv: Sequence[str] | None = None) -> str:
@@ -66,6 +72,7 @@ class Heartbeat:
         self._store = None
         self._seen: dict[int, tuple[bytes, float]] = {}
         self._hosts: dict[int, str] = {}
+        self._timer = None
 
     def start(self) -> Heartbeat:
         """Connect to the store, publish this rank's host, and start beating (no-op for a single process)."""
@@ -80,6 +87,12 @@ class Heartbeat:
         self._store = dist.PrefixStore(_PREFIX, store)
         self._store.set(f"host/{self.rank}", socket.gethostname())
         self._store.add(str(self.rank), 1)
+        timer_file = os.environ.get("TORCHELASTIC_TIMER_FILE")
+        if timer_file:
+            from torch.distributed.elastic.timer import FileTimerClient
+
+            self._timer = FileTimerClient(timer_file)
+            self._renew_timer()
         now = time.monotonic()
         if self.monitors:
             # Create every counter (add 0 leaves an existing one alone), so that multi_get never blocks.
@@ -95,6 +108,16 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval * 2 + 5)
+        if self._timer is not None:
+            try:
+                self._timer.release(_TIMER_SCOPE)
+            except Exception:  # noqa: BLE001 - the agent is gone already
+                pass
+
+    def _renew_timer(self) -> None:
+        """Tell torchrun's agent to kill this process if it does not beat again within timeout + 3 beats."""
+        if self._timer is not None:
+            self._timer.acquire(_TIMER_SCOPE, time.time() + self.timeout_s + 3 * self.interval)
 
     def _node(self, rank: int) -> str:
         host = self._hosts.get(rank)
@@ -125,6 +148,10 @@ class Heartbeat:
 
     def _beat(self) -> None:
         assert self._store is not None
+        try:
+            self._renew_timer()
+        except Exception:  # noqa: BLE001 - no agent to renew with: the store check below decides
+            pass
         self._store.add(str(self.rank), 1)
         others = list(self._seen)
         values = self._store.multi_get([str(r) for r in others]) if others else []
@@ -140,6 +167,11 @@ class Heartbeat:
                 self._beat()
                 last_ok = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - the store went away or timed out
+                silent = self.silent_ranks(self.timeout_s / 2)
+                if silent:  # a rank went quiet, then its node (hosting the store) went away: name the rank
+                    names = ", ".join(f"rank {r} (node {r // max(self.local_world_size, 1)})" for r in silent)
+                    self._fail(f"{names} stopped answering, then the rendezvous store at {self.host}:{self.port} did")
+                    return
                 if time.monotonic() - last_ok > self.timeout_s:
                     self._fail(
                         f"the rendezvous store at {self.host}:{self.port} (node 0) stopped answering for "
@@ -170,4 +202,11 @@ def start_heartbeat(timeout_s: float, what: str = "training") -> Heartbeat | Non
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or "MASTER_ADDR" not in os.environ:
         return None
-    return Heartbeat(int(os.environ.get("RANK", "0")), world, timeout_s, what=what).start()
+    try:
+        return Heartbeat(int(os.environ.get("RANK", "0")), world, timeout_s, what=what).start()
+    except Exception as exc:  # noqa: BLE001 - never stop a run for want of its watchdog
+        logger.warning(
+            "no heartbeat (torchrun's store at %s:%s: %s): a silent rank still ends the job after --ddp_timeout, "
+            "without naming it", os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"), exc,
+        )
+        return None
