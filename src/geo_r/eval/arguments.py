@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmark",
         choices=("auto", "im2gps3k", "yfcc4k", "none"),
         default="auto",
-        help="which published rows the report lists (auto: from the data file name; none: all)",
+        help="which benchmark the data is; report.md lists published Im2GPS3k/YFCC4k rows only for that one "
+        "(auto: recognised from the data file names, e.g. im2gps3k.jsonl; none: other data, no published rows)",
     )
     scoring.add_argument("--map_max_points", type=int, default=2000, help="images drawn on map.png (sampled)")
     scoring.add_argument("--no_progress", action="store_true", help="no progress bar")

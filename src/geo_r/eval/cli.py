@@ -284,7 +284,7 @@ def _print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
 def _run(args: argparse.Namespace) -> int:
     from geo_r.eval.metrics import check_thresholds
     from geo_r.eval.outputs import evaluate_and_write
-    from geo_r.eval.published import detect_benchmark
+    from geo_r.eval.published import resolve_benchmark
     from geo_r.eval.runner import DistEnv
 
     start = time.perf_counter()
@@ -322,10 +322,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         completions = generated
 
-    if args.benchmark == "auto":
-        benchmark = detect_benchmark(args.data_file_paths.split(":"))
-    else:
-        benchmark = None if args.benchmark == "none" else args.benchmark
+    benchmark, benchmark_how = resolve_benchmark(args.benchmark, args.data_file_paths.split(":"))
     metrics = evaluate_and_write(
         records,
         completions,
@@ -333,7 +330,7 @@ def _run(args: argparse.Namespace) -> int:
         distance=args.distance,
         thresholds_km=thresholds,
         strict=args.strict_threshold,
-        settings=_settings(args, records, dist, time.perf_counter() - start, reused),
+        settings={**_settings(args, records, dist, time.perf_counter() - start, reused), "benchmark": benchmark_how},
         run_label=_label(args),
         benchmark=benchmark,
         map_max_points=args.map_max_points,
