@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"--reward_weights has {len(training.reward_weights)} values for {len(reward_funcs)} --reward_funcs "
             f"({' '.join(script.reward_funcs)})"
         )
-    logger.info("rewards: %s", ", ".join(f.__name__ for f in reward_funcs))
+    logger.info("rewards: %s", ", ".join(
+        f.__name__ + (f" (--paper_format {f.format_check})" if hasattr(f, "format_check") else "")
+        for f in reward_funcs))
 
     # Image checks hit the file system once per image: with many ranks, only each node's first process does
     # them (a failure there stops the whole torchrun job). --skip_invalid must drop the same records on every
