@@ -10,7 +10,8 @@ Decoding is explicit: only the checkpoint's end-of-sequence / padding ids are ta
 ``generation_config``; its sampling settings (Qwen2.5-VL ships temperature 0.1, top_k 1, repetition_penalty
 1.05) are ignored, so a run's settings are the ones in :class:`GenerationSettings` and the report. Sampling
 is seeded per batch from ``seed`` and the batch's ids, so a resumed run regenerates the same text for the same
-batch.
+batch. ``generate_samples`` (``geo-r eval --num_samples K``) draws K answers per record in the same call with
+``num_return_sequences=K``, under the separate sampling settings the generator was given.
 """
 
 from __future__ import annotations
