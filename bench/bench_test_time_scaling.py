@@ -5,7 +5,8 @@
 
 For each seed: the demo (:func:`geo_r.demo.pipeline.run_demo`: tiny model, toy world, SFT, GRPO) runs into
 ``<out>/seed<N>``, or is reused when its ``demo_summary.json`` and GRPO checkpoint are there; then
-``geo-r eval --num_samples K --aggregate greedy,medoid,vote`` (the demo's own evaluation flags, sampling at
+``geo-r eval --num_samples K --aggregate greedy,medoid,vote`` into ``<out>/seed<N>/eval_tts_k<K>`` (resumed,
+not redone, when it is already there with the same settings; the demo's own evaluation flags, sampling at
 the demo's GRPO temperature) scores its GRPO checkpoint on the seed's held-out photos. Greedy, medoid and
 vote are scored on the same samples in the same run, so the comparison is side by side. The sampling
 temperature and ``--abstain_km`` are fixed up front (the GRPO temperature and 200 km, the region-level
@@ -55,6 +56,7 @@ def evaluate(cfg: DemoConfig, out: Path, args: argparse.Namespace) -> dict[str, 
     eval_dir = out / f"eval_tts_k{args.num_samples}"
     cmd = eval_command(cfg, out / "grpo", out / "world" / "heldout.jsonl", out / "world" / "images", eval_dir,
                        f"GRPO seed {cfg.seed}, K = {args.num_samples}")
+    cmd.remove("--overwrite")  # resume: a rerun with the same settings rescores the predictions already there
     cmd += ["--num_samples", str(args.num_samples), "--temperature", str(args.temperature),
             "--aggregate", args.aggregate, "--abstain_km", str(args.abstain_km), "--seed", str(cfg.seed),
             "--no_progress"]
