@@ -166,6 +166,11 @@ def render_report(
         cont_rows,
         range(1, 5 + len(thresholds)),
     )
+    from geo_r.eval.report_aggregates import aggregate_section
+
+    section = aggregate_section(metrics)
+    if section:
+        lines += ["", *section]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():

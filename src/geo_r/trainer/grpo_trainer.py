@@ -19,7 +19,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km
+from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km, completion_points
 from geo_r.trainer.model_loading import freeze_vision_tower
 from geo_r.trainer.processor import vision_special_token_ids
 
@@ -75,7 +75,9 @@ class GeoGRPOTrainer(GRPOTrainer):
         if inputs and "lat" in inputs[0] and "lon" in inputs[0]:
             errors = completion_errors_km(completions, [x["lat"] for x in inputs], [x["lon"] for x in inputs])
             mode = "train" if self.model.training else "eval"
-            self._geo_buffers[mode].add(gather_object(errors))
+            group_size = self.num_generations if mode == "train" else self.num_generations_eval
+            points = gather_object(completion_points(completions))
+            self._geo_buffers[mode].add(gather_object(errors), points, group_size)
         return rewards
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
