@@ -63,6 +63,7 @@ from grpo_bench_setup import (  # noqa: E402
     parse_image_size,
     synthetic_dataset,
 )
+from provenance import provenance  # noqa: E402
 
 DEFAULT_OUT = REPO / "bench" / "results" / "bench_grpo_gpu.json"
 DEFAULT_MEMORY_OUT = REPO / "bench" / "results" / "bench_grpo_gpu_memory.json"
@@ -386,6 +387,7 @@ def time_configs(args: argparse.Namespace, device: str) -> int:
     image_size = parse_image_size(args.image_size)
     payload: dict[str, Any] = {
         "bench": "bench_grpo_gpu", "command": " ".join(sys.argv), "environment": environment(device),
+        "provenance": provenance(),
         "model_size": size, "image_size": list(image_size), "steps": args.steps, "warmup_steps": args.warmup_steps,
         "rewards": REWARDS, "configs": [],
     }
@@ -503,6 +505,7 @@ def memory_search(args: argparse.Namespace, device: str) -> int:
         common += ["--max_pixels", str(args.max_pixels)]
     payload: dict[str, Any] = {
         "bench": "bench_grpo_gpu --memory_search", "command": " ".join(sys.argv), "environment": environment(device),
+        "provenance": provenance(),
         "memory_limit_gib": args.memory_limit_gib, "image_size": args.image_size, "memory_search": [],
     }
     for setting in settings:
