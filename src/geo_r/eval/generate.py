@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -156,19 +156,52 @@ class HFGenerator:
             )
         self.generation_config = GenerationConfig(**kwargs)
 
+    def inputs(self, records: Sequence[GeoRecord]) -> Any:
+        """The processor's tensors for a batch (prompt, resized images, left padding), on the model's device."""
+        texts = prompt_texts(self.processor, records, self.question)
+        images = [load_image(p) for r in records for p in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        return inputs.to(self.device)
+
     def generate(self, records: Sequence[GeoRecord]) -> list[str]:
         """Completions for a batch (left-padded together), decoded without special tokens."""
         import torch
 
         if not records:
             return []
-        texts = prompt_texts(self.processor, records, self.question)
-        images = [load_image(p) for r in records for p in r.images]
-        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-        inputs = inputs.to(self.device)
+        inputs = self.inputs(records)
         if self.settings.do_sample:
             torch.manual_seed(batch_seed(self.settings.seed, [r.id for r in records]))
         with torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=self.generation_config)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def stream(self, record: GeoRecord) -> Iterator[str]:
+        """The completion of one record, yielded piece by piece as it is decoded (same inputs, settings and
+        blocked tokens as :meth:`generate`; ``geo-r app`` shows the answer while it is written)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self.inputs([record])
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if self.settings.do_sample:
+            torch.manual_seed(batch_seed(self.settings.seed, [record.id]))
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, generation_config=self.generation_config, streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+                failure.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if failure:
+            raise failure[0]

@@ -1,8 +1,9 @@
 """Score completions against the ground truth and write every output of an evaluation run.
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
-(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png`` and
-``D/report.md``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
+(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png``,
+``D/report.md`` and ``D/explorer.html`` (:mod:`geo_r.eval.explorer`). Used by ``geo-r eval`` after generation
+and in ``--predictions`` mode alike.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def evaluate_and_write(
     map_max_points: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png and report.md; returns the metrics."""
+    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png, explorer.html and report.md;
+    returns the metrics."""
     from geo_r.eval.coastlines import coastline_source
+    from geo_r.eval.explorer import EXPLORER_FILE, write_explorer
     from geo_r.eval.plots import plot_error_cdf, plot_error_map
     from geo_r.eval.report import write_report
 
@@ -89,6 +92,7 @@ def evaluate_and_write(
     plot_error_cdf(
         rows, out / CDF_FILE, thresholds_km=metrics["thresholds_km"], strict=strict, title=run_label
     )
+    write_explorer(out / EXPLORER_FILE, records, completions, rows, title=run_label)
     write_report(
         out / REPORT_FILE,
         metrics,
