@@ -175,6 +175,19 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
             assert page.locator("#geo-r-preview img").count() == 1
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
+            # an example photo: one click in the gallery puts it in the photo box and answers it
+            page.click("#geo-r-examples button.thumbnail-item >> nth=0")
+            page.wait_for_function(
+                "() => document.querySelector('#geo-r-photo').innerText.includes('00000')", timeout=60_000
+            )
+            page.wait_for_function(  # the preview switches when the new answer starts
+                "() => (document.querySelector('#geo-r-preview img') || {}).src?.includes('00000')", timeout=60_000
+            )
+            page.wait_for_function(
+                "() => document.querySelector('#geo-r-status').innerText.includes('Done')", timeout=120_000
+            )
+            assert page.input_value("#geo-r-answer textarea").strip()
+
             for bad, message in ((fake, "notes.jpg is not an image"), (pano, "aspect ratio of 1,000:1")):
                 _upload(page, bad)
                 page.click("#geo-r-locate")

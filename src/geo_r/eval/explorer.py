@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,15 +77,20 @@ def explorer_rows(
     from geo_r.geo import extract_answer
 
     by_id = {r.id: r for r in records}
+    thumbs: list[str | None] = [None] * len(rows)
+    if thumbnails:
+        firsts = [by_id[row.id].images[0] if by_id[row.id].images else None for row in rows]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+            thumbs = list(pool.map(lambda p: thumbnail(p) if p else None, firsts))
     out = []
-    for row in rows:
+    for row, thumb in zip(rows, thumbs, strict=True):
         rec = by_id[row.id]
         text = completions.get(row.id)
         p = row.prediction
         out.append(
             {
                 "id": row.id,
-                "thumb": thumbnail(rec.images[0]) if thumbnails and rec.images else None,
+                "thumb": thumb,
                 "lat": row.true_lat,
                 "lon": row.true_lon,
                 "truth": [rec.country or row.country_code, rec.region, rec.city],
