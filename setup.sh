@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Geo-R and everything the tests and the demo need.
 #
-#   bash setup.sh            CPU/GPU core stack + dev tools (tests, ruff)
+#   bash setup.sh            CPU/GPU core stack + dev tools (tests, ruff, Playwright) + the app extra (Gradio)
 #   bash setup.sh --gpu      also vLLM 0.31, torchvision 0.28, qwen-vl-utils, liger-kernel and flash-attn
 #   bash setup.sh --sft      also LLaMA-Factory 0.9.5 in its own venv .venv-sft (for run_scripts/run_sft.sh)
 #   bash setup.sh --sft-only only that SFT venv (the main environment is left as it is)
@@ -120,14 +120,14 @@ start=$(date +%s)
 echo "==> [1/3] $TORCH_PIN (first, so nothing else chooses a torch build)"
 "${PIP[@]}" "$TORCH_PIN" "${LOCK_ARGS[@]}"
 
-echo "==> [2/3] geo-r (editable) with its pinned training stack and dev tools" \
+echo "==> [2/3] geo-r (editable) with its pinned training stack, dev tools and the app extra (Gradio)" \
   "($([[ "$USE_LOCK" == 1 ]] && echo "locked by local_scripts/constraints-cpu.txt" || echo "--no-lock: resolved freshly"))"
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops just in time on first use instead of at install time.
-DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev]" "$TORCH_PIN" "${LOCK_ARGS[@]}"
+DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev,app]" "$TORCH_PIN" "${LOCK_ARGS[@]}"
 
 if [[ "$WITH_GPU" == 1 ]]; then
   echo "==> [3/3] GPU extras: vLLM, torchvision, qwen-vl-utils, liger-kernel, flash-attn"
-  "${PIP[@]}" -e ".[dev,gpu]" "$TORCH_PIN"
+  "${PIP[@]}" -e ".[dev,app,gpu]" "$TORCH_PIN"
   # flash-attn ships only an sdist that must be compiled against the installed CUDA torch.
   if ! "${PIP[@]}" --no-build-isolation "flash-attn>=2.7" "$TORCH_PIN"; then
     echo "setup.sh: flash-attn failed to build (needs CUDA and nvcc); training falls back to --attn_implementation sdpa" >&2
@@ -140,13 +140,16 @@ echo "==> installed into $WHERE in $(( $(date +%s) - start )) s:"
 "$PY" - <<'PYEOF'
 import importlib
 for name in ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed",
-             "reverse_geocoder", "pycountry", "vllm", "torchvision", "flash_attn"]:
+             "reverse_geocoder", "pycountry", "gradio", "playwright", "vllm", "torchvision", "flash_attn"]:
     try:
         mod = importlib.import_module(name)
         print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
     except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
         print(f"    {name:18s} not available ({type(exc).__name__})")
 PYEOF
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "==> no Chromium found: the browser tests (app, explorer) will skip; on Debian/Ubuntu: sudo apt-get install -y chromium"
+fi
 echo "==> next: bash run_scripts/run_tests.sh   (or see README.md)"
 if [[ "$WITH_SFT" == 1 ]]; then
   setup_sft_env

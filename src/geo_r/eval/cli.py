@@ -13,12 +13,14 @@ without a model:
 
   geo-r eval --predictions preds.jsonl --data_file_paths im2gps3k.jsonl --output_dir D
 
-Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png.
+Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png and
+D/explorer.html (every photo with its answer, a sortable/filterable table and map; opens offline).
 
 Test-time scaling: sample K answers per image as well as the greedy one, and score several ways of picking
 one (each reported side by side; the first is the headline; D/confidence.png plots sample spread vs error):
 
   geo-r eval ... --num_samples 8 --temperature 0.7 --aggregate greedy,medoid,vote --abstain_km 200
+
 Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
 reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -175,14 +175,18 @@ class HFGenerator:
             )
         return GenerationConfig(**kwargs)
 
+    def inputs(self, records: Sequence[GeoRecord]) -> Any:
+        """The processor's tensors for a batch (prompt, resized images, left padding), on the model's device."""
+        texts = prompt_texts(self.processor, records, self.question)
+        images = [load_image(p) for r in records for p in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        return inputs.to(self.device)
+
     def _run(self, records: Sequence[GeoRecord], settings: GenerationSettings, config: Any) -> list[str]:
         """Decoded completions of one ``generate`` call (``num_return_sequences`` rows per record, in order)."""
         import torch
 
-        texts = prompt_texts(self.processor, records, self.question)
-        images = [load_image(p) for r in records for p in r.images]
-        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-        inputs = inputs.to(self.device)
+        inputs = self.inputs(records)
         if settings.do_sample:
             torch.manual_seed(batch_seed(settings.seed, [r.id for r in records]))
         with torch.inference_mode():
@@ -204,3 +208,32 @@ class HFGenerator:
             return []
         flat = self._run(records, self.sample_settings, self._config(self.sample_settings, num_samples))
         return split_samples(flat, len(records), num_samples)
+
+    def stream(self, record: GeoRecord) -> Iterator[str]:
+        """The completion of one record, yielded piece by piece as it is decoded (same inputs, settings and
+        blocked tokens as :meth:`generate`; ``geo-r app`` shows the answer while it is written)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self.inputs([record])
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if self.settings.do_sample:
+            torch.manual_seed(batch_seed(self.settings.seed, [record.id]))
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, generation_config=self.generation_config, streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+                failure.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if failure:
+            raise failure[0]

@@ -1,8 +1,9 @@
 """Score completions against the ground truth and write every output of an evaluation run.
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
-(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png`` and
-``D/report.md`` (and with ``--num_samples K``, ``D/confidence.png``). Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
+(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png``,
+``D/report.md``, ``D/explorer.html`` (:mod:`geo_r.eval.explorer`) and, with ``--num_samples K``,
+``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
 """
 
 from __future__ import annotations
@@ -73,12 +74,14 @@ def evaluate_and_write(
     aggregates: Sequence[str] = ("greedy",),
     abstain_km: float | None = None,
 ) -> dict[str, Any]:
-    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png and report.md; returns the metrics.
+    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png, explorer.html and report.md;
+    returns the metrics.
 
     With ``samples`` (``--num_samples K``) every aggregate is scored too (``metrics["aggregates"]``, one
     block each, :mod:`geo_r.eval.aggregate_metrics`), the first aggregate is the run's headline answer, and
     confidence.png is written."""
     from geo_r.eval.coastlines import coastline_source
+    from geo_r.eval.explorer import EXPLORER_FILE, write_explorer
     from geo_r.eval.plots import plot_error_cdf, plot_error_map
     from geo_r.eval.report import write_report
 
@@ -116,6 +119,8 @@ def evaluate_and_write(
     if tts is not None:
         tts.plot(out / CONFIDENCE_FILE, abstain_km=abstain_km, title=run_label)
         figures["Spread of the samples vs error of the chosen answer, per aggregate (log-log)"] = CONFIDENCE_FILE
+    shown = completions if tts is None else tts.results[aggregates[0]].completions  # the headline answers
+    write_explorer(out / EXPLORER_FILE, records, shown, rows, title=run_label)
     write_report(
         out / REPORT_FILE,
         metrics,
