@@ -7,12 +7,17 @@
 # and any extra argument is passed on to `geo-r eval` (a repeated flag: the last one wins), e.g.
 #   bash run_scripts/run_eval.sh --distance geodesic --strict_threshold --max_samples 500
 # NPROC_PER_NODE > 1 runs one data-parallel rank per GPU with torchrun (each rank a shard, merged at the end).
+# Several nodes: run the same command on every node with NNODES, NODE_RANK, MASTER_ADDR (MASTER_PORT) set, as for
+# training (run_grpo_multinode.sh); OUTPUT_DIR must be on a filesystem every node sees. SLURM: run_scripts/slurm/eval.sbatch.
 # The run is resumable: rerunning the same command continues from OUTPUT_DIR/predictions.jsonl.
 # Score an existing predictions file without a model:
 #   PREDICTIONS=preds.jsonl DATA_PATHS=data/im2gps3k.jsonl bash run_scripts/run_eval.sh
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
 cd "$GEO_R_HOME"
+NPROC_PER_NODE="${NPROC_PER_NODE:-1}"
+source local_scripts/launch.sh
+geo_r_remember_command bash run_scripts/run_eval.sh "$@"
 
 MODEL_PATH="${MODEL_PATH:-checkpoints/rl/Qwen2.5-VL-3B-GRPO-Geo-R}"
 DATA_PATHS="${DATA_PATHS:-data/im2gps3k.jsonl}"
@@ -25,8 +30,6 @@ else
 fi
 OUTPUT_DIR="${OUTPUT_DIR:-results/eval/$RUN_NAME/$(basename "${DATA_PATHS%%:*}" .jsonl)}"
 BACKEND="${BACKEND:-hf}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-1}"
-MASTER_PORT="${MASTER_PORT:-12359}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-512}"
 MIN_PIXELS="${MIN_PIXELS:-3136}"
@@ -61,10 +64,13 @@ flags=(
   --max_pixels "$MAX_PIXELS"
   --distance "$DISTANCE"
   --attn_implementation "$ATTN_IMPLEMENTATION"
+  --ddp_timeout "$DIST_TIMEOUT"
 )
-echo "Geo-R eval: $RUN_NAME | $BACKEND x $NPROC_PER_NODE process(es) | data $DATA_PATHS | output $OUTPUT_DIR"
-if [[ "$NPROC_PER_NODE" -gt 1 ]]; then
-  torchrun --nproc_per_node="$NPROC_PER_NODE" --master_port="$MASTER_PORT" -m geo_r.cli eval "${flags[@]}" "$@"
+echo "Geo-R eval: $RUN_NAME | $BACKEND x $NNODES node(s) x $NPROC_PER_NODE process(es) | data $DATA_PATHS | output $OUTPUT_DIR"
+geo_r_batch_plan eval "${flags[@]}" "$@"
+if [[ "$NNODES" -gt 1 || "$NPROC_PER_NODE" -gt 1 ]]; then
+  geo_r_torchrun_node_args
+  torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.cli eval "${flags[@]}" "$@"
 else
   python -m geo_r.cli eval "${flags[@]}" "$@"
 fi

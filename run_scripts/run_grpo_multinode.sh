@@ -3,15 +3,20 @@
 # all nodes) and each node's own NODE_RANK, e.g. on 2 nodes of 8 GPUs:
 #   node 0:  NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 bash run_scripts/run_grpo_multinode.sh
 #   node 1:  NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 bash run_scripts/run_grpo_multinode.sh
-# Data, images and the model must be at the same paths on every node (shared filesystem). OUTPUT_DIR should be
-# shared too: checkpoints are written by the main process of node 0. Other overrides as in run_grpo_rec.sh.
+# Data, images and the model must be at the same paths on every node (shared filesystem). OUTPUT_DIR must be
+# shared too: every rank writes its part of each checkpoint there. After a failure (a node died, the job was
+# pre-empted) rerun the same two commands: training resumes from the newest complete checkpoint. MASTER_PORT
+# (default 29500) must be free on node 0 and open between the nodes. Other settings as in run_grpo_rec.sh;
+# README "Several nodes" covers network variables, timeouts and SLURM (run_scripts/slurm/grpo.sbatch).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${NNODES:?set NNODES (number of nodes)}"
 : "${NODE_RANK:?set NODE_RANK (0 .. NNODES-1)}"
 : "${MASTER_ADDR:?set MASTER_ADDR (address of node 0)}"
 export NNODES NODE_RANK MASTER_ADDR
-export MASTER_PORT="${MASTER_PORT:-29500}"
-# Same settings as VLM-R1's multinode example: ~0.4 MP images, per-device batch 4, weights-only checkpoints.
+if [[ -z "${GEO_R_LAUNCH_COMMAND:-}" ]]; then
+  GEO_R_LAUNCH_COMMAND="NNODES=$NNODES NODE_RANK=<this node's rank> MASTER_ADDR=$MASTER_ADDR bash run_scripts/run_grpo_multinode.sh$(printf ' %q' "$@")"
+  export GEO_R_LAUNCH_COMMAND
+fi
 export MAX_PIXELS="${MAX_PIXELS:-401408}"
-exec bash "$HERE/run_grpo_rec.sh" --per_device_train_batch_size 4 --save_only_model true "$@"
+exec bash "$HERE/run_grpo_rec.sh" "$@"

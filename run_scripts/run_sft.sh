@@ -35,11 +35,10 @@ RUN_NAME="${RUN_NAME:-Qwen2.5-VL-SFT-Geo-R-$FINETUNING}"
 OUTPUT_DIR="${OUTPUT_DIR:-checkpoints/sft/$RUN_NAME}"
 MAX_PIXELS="${MAX_PIXELS:-401408}"                # = GRPO --max_pixels
 MIN_PIXELS="${MIN_PIXELS:-3136}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')}"
-NNODES="${NNODES:-1}"
-NODE_RANK="${NODE_RANK:-0}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-12350}"
+source local_scripts/launch.sh                    # NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE DIST_TIMEOUT
+geo_r_remember_command bash run_scripts/run_sft.sh "$@"
+SAVE_STEPS="${SAVE_STEPS:-500}"
+SAVE_TOTAL_LIMIT="${SAVE_TOTAL_LIMIT:-2}"
 
 if [[ "$BUILTIN" == 1 ]]; then
   BF16="${BF16:-true}"
@@ -49,37 +48,38 @@ if [[ "$BUILTIN" == 1 ]]; then
   if [[ "$FINETUNING" == lora ]]; then
     extra+=(--use_peft true --lora_r 64 --lora_alpha 128 --lora_dropout 0.05 --learning_rate 1e-4)
   fi
+  flags=(
+    --model_name_or_path "$MODEL_PATH"
+    --data_file_paths "$DATA_PATHS"
+    --image_folders "$IMAGE_FOLDERS"
+    --output_dir "$OUTPUT_DIR"
+    --run_name "$RUN_NAME"
+    --max_pixels "$MAX_PIXELS"
+    --min_pixels "$MIN_PIXELS"
+    --freeze_vision_modules true
+    --bf16 "$BF16"
+    --attn_implementation "$ATTN_IMPLEMENTATION"
+    --gradient_checkpointing true
+    --per_device_train_batch_size 1
+    --gradient_accumulation_steps 2
+    --learning_rate 1e-5
+    --num_train_epochs 1
+    --lr_scheduler_type cosine
+    --warmup_steps 0.1
+    --max_length 2048
+    --logging_steps 10
+    --save_steps "$SAVE_STEPS"
+    --save_total_limit "$SAVE_TOTAL_LIMIT"
+    --resume_from_checkpoint True
+    --ddp_timeout "$DIST_TIMEOUT"
+    --report_to none
+    "${extra[@]}"
+    "$@"
+  )
+  geo_r_torchrun_node_args
   echo "Geo-R built-in SFT ($FINETUNING): $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | deepspeed: ${DEEPSPEED_CONFIG:-none}"
-  torchrun \
-    --nproc_per_node="$NPROC_PER_NODE" \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$MASTER_PORT" \
-    -m geo_r.sft.train \
-      --model_name_or_path "$MODEL_PATH" \
-      --data_file_paths "$DATA_PATHS" \
-      --image_folders "$IMAGE_FOLDERS" \
-      --output_dir "$OUTPUT_DIR" \
-      --run_name "$RUN_NAME" \
-      --max_pixels "$MAX_PIXELS" \
-      --min_pixels "$MIN_PIXELS" \
-      --freeze_vision_modules true \
-      --bf16 "$BF16" \
-      --attn_implementation "$ATTN_IMPLEMENTATION" \
-      --gradient_checkpointing true \
-      --per_device_train_batch_size 1 \
-      --gradient_accumulation_steps 2 \
-      --learning_rate 1e-5 \
-      --num_train_epochs 1 \
-      --lr_scheduler_type cosine \
-      --warmup_steps 0.1 \
-      --max_length 2048 \
-      --logging_steps 10 \
-      --save_steps 500 \
-      --report_to none \
-      "${extra[@]}" \
-      "$@"
+  geo_r_batch_plan sft "${flags[@]}"
+  torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.sft.train "${flags[@]}"
   echo "Geo-R SFT finished. Next: MODEL_PATH=$OUTPUT_DIR bash run_scripts/run_grpo_rec.sh"
   exit 0
 fi

@@ -11,3 +11,25 @@ def length_reward(prompts, completions, completion_ids=None, **kwargs) -> list[f
         text = c if isinstance(c, str) else c[-1]["content"]
         out.append(min(len(text) / 100.0, 1.0))
     return out
+
+
+def record_prompts(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+    """Append ``{"step", "rank", "pid", "ids"}`` for this batch to ``$GEO_R_TEST_PROMPT_LOG``, score 0.
+
+    Lets the resume tests compare the photos each step trained on with those of an uninterrupted run, and find
+    a rank's process. ``$GEO_R_TEST_STEP_DELAY`` seconds of sleep per step after the first checkpoint give a test
+    time to interrupt a run mid-way.
+    """
+    import json
+    import os
+    import time
+
+    path = os.environ.get("GEO_R_TEST_PROMPT_LOG")
+    state = kwargs.get("trainer_state")
+    if path and state is not None and state.global_step is not None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": state.global_step + 1, "rank": int(os.environ.get("RANK", "0")),
+                                 "pid": os.getpid(), "ids": list(kwargs.get("id") or [])}) + "\n")
+        if state.global_step >= 2:
+            time.sleep(float(os.environ.get("GEO_R_TEST_STEP_DELAY", "0")))
+    return [0.0] * len(completions)

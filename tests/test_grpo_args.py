@@ -105,7 +105,10 @@ def test_resume_true_finds_newest_checkpoint_or_starts_fresh(tmp_path):
     assert resolve_resume("True", str(tmp_path))[0] is None
     assert "starting fresh" in resolve_resume("True", str(tmp_path))[1]
     for step in (5, 40, 100):
-        (tmp_path / f"checkpoint-{step}").mkdir()
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        for name in ("trainer_state.json", "model.safetensors", "optimizer.pt", "rng_state.pth"):
+            (ckpt / name).write_text("x")
     (tmp_path / "checkpoint-final").mkdir()
     assert newest_checkpoint(tmp_path) == tmp_path / "checkpoint-100"
     assert resolve_resume("True", str(tmp_path))[0] == str(tmp_path / "checkpoint-100")

@@ -30,14 +30,14 @@ def _prepare_argv(argv: list[str]) -> list[str]:
     """CPU runs: force ``--use_cpu`` and give DeepSpeed a gloo process group before GRPOConfig is built."""
     import torch
 
-    from geo_r.trainer.distributed import init_deepspeed_on_cpu, uses_deepspeed
+    from geo_r.trainer.distributed import ddp_timeout_from_argv, init_deepspeed_on_cpu, uses_deepspeed
 
     if torch.cuda.is_available():
         return argv
     if not any(a == "--use_cpu" or a.startswith("--use_cpu=") or a.startswith("--use-cpu") for a in argv):
         argv = [*argv, "--use_cpu", "true"]
     if uses_deepspeed(argv):
-        init_deepspeed_on_cpu()
+        init_deepspeed_on_cpu(ddp_timeout_from_argv(argv))
     return argv
 
 
@@ -86,15 +86,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Validate the data, load model and processor, and run GRPO until the configured number of steps."""
     script, reward_args, model_args, compat, training = parse_args(argv)
     _setup_logging(training)
+    from geo_r.trainer.heartbeat import start_heartbeat
+
+    heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
     from geo_r.data import build_grpo_dataset, load_records, split_dataset
     from geo_r.data.mixture import is_mixture_config, load_mixture
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import reconcile, resolve_resume
     from geo_r.trainer.distributed import shutdown_process_group
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
     from geo_r.trainer.lora import build_lora_config
     from geo_r.trainer.model_loading import load_model, resolve_attn_implementation, resolve_dtype
+    from geo_r.trainer.preemption import StopRequestCallback
     from geo_r.trainer.processor import load_processor
 
     for note in reconcile(script, model_args, compat, training):
@@ -109,9 +114,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if not model_args.model_name_or_path:
         raise SystemExit("grpo_jsonl.py: --model_name_or_path is required")
-    resume, resume_note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    try:
+        resume, resume_note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    except ValueError as exc:
+        raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     if resume_note:
         logger.warning(resume_note)
+    if (note := save_settings_note(training)) is not None:
+        logger.warning(note)
 
     # Rewards first: a typo in --reward_funcs must fail before minutes of data checking.
     reward_funcs = get_reward_funcs(script.reward_funcs, reward_args)
@@ -177,10 +187,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         peft_config=build_lora_config(model_args),
         freeze_vision_modules=model_args.freeze_vision_modules,
     )
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training.output_dir)
-    trainer.save_state()
-    logger.info("saved the trained model and trainer_state.json to %s", training.output_dir)
+    trainer.add_callback(CompleteCheckpointCallback())
+    stop = StopRequestCallback(training.output_dir)
+    trainer.add_callback(stop)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        if stop.stopped_at is None:
+            trainer.save_model(training.output_dir)
+    except RuntimeError:
+        if heartbeat is not None:
+            logger.error("%s", heartbeat.describe_failure())
+        raise
+    if stop.stopped_at is None:
+        trainer.save_state()
+        logger.info("saved the trained model and trainer_state.json to %s", training.output_dir)
+    else:
+        logger.warning("stopped on request at step %d (checkpoint saved); rerun to resume", stop.stopped_at)
+        if training.process_index == 0:
+            stop.path.unlink(missing_ok=True)
+    if heartbeat is not None:
+        heartbeat.stop()
     shutdown_process_group()
 
 

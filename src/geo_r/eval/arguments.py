@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--attn_implementation", default=None, help="sdpa (default) or flash_attention_2")
     model.add_argument("--vllm_gpu_memory_utilization", type=float, default=0.85, help="vLLM memory share")
     model.add_argument("--vllm_max_model_len", type=int, default=None, help="vLLM context length cap")
+    model.add_argument(
+        "--ddp_timeout",
+        type=int,
+        default=1800,
+        help="under torchrun: seconds a rank may go silent (a barrier may wait) before the job ends with a message "
+        "naming the rank (default 1800, as in training)",
+    )
 
     scoring = parser.add_argument_group("metrics")
     scoring.add_argument(

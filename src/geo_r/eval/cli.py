@@ -200,7 +200,9 @@ def _generate(
     if args.backend == "vllm":
         require_vllm()
     run_fingerprint = fingerprint(args)
-    runner.init_distributed(dist)
+    from datetime import timedelta
+
+    heartbeat = runner.init_distributed(dist, timedelta(seconds=getattr(args, "ddp_timeout", 1800)))
     try:
         if args.overwrite and dist.is_main:
             for path in prediction_files(out_dir):
@@ -229,6 +231,8 @@ def _generate(
         else:
             logger.info("all %d image(s) already have predictions in %s; scoring only", len(records), out_dir)
         runner.barrier(dist)
+        if heartbeat is not None:
+            heartbeat.stop()  # rank 0 merges and scores alone from here; the others exit
         if not dist.is_main:
             return None, 0
         merge_shards(out_dir, order=[r.id for r in records])

@@ -4,9 +4,10 @@ Single process: predictions go straight to ``predictions.jsonl``. Under torchrun
 rank reads the same done set, takes every ``WORLD_SIZE``-th remaining record (``todo[rank::world]``) and
 appends to its own ``predictions.rank<R>.jsonl``; after a barrier rank 0 merges the shards
 (:func:`geo_r.eval.predictions.merge_shards`). The barrier uses a ``gloo`` process group (CPU tensors only, so
-it works the same with or without GPUs) with a long timeout, since ranks finish their shards at different
-times. A barrier also separates reading the done set from the first write, so every rank shards the same
-list.
+it works the same with or without GPUs) whose timeout is ``--ddp_timeout`` (as in training): ranks finish their
+strided shards within about one batch of each other. A heartbeat (:mod:`geo_r.trainer.heartbeat`) ends the job
+within that timeout, naming the rank, when one dies or freezes. A barrier also separates reading the done set
+from the first write, so every rank shards the same list.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 from geo_r.data.schema import GeoRecord
 from geo_r.eval.generate import Generator
 from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
+from geo_r.trainer.heartbeat import Heartbeat, start_heartbeat
 
 logger = logging.getLogger(__name__)
 
-BARRIER_TIMEOUT = timedelta(hours=24)
+BARRIER_TIMEOUT = timedelta(seconds=1800)  # --ddp_timeout's default
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,16 @@ class DistEnv:
         return self.world_size > 1
 
 
-def init_distributed(dist: DistEnv) -> None:
-    """Join the torchrun process group (gloo, for barriers) when running with several processes."""
+def init_distributed(dist: DistEnv, timeout: timedelta = BARRIER_TIMEOUT) -> Heartbeat | None:
+    """Join the torchrun process group (gloo, for barriers) when running with several processes, and start the
+    heartbeat that ends the job when a rank stays silent for ``timeout`` (stop it after the last barrier)."""
     if not dist.distributed:
-        return
+        return None
     import torch.distributed as td
 
     if not td.is_initialized():
-        td.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size, timeout=BARRIER_TIMEOUT)
+        td.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size, timeout=timeout)
+    return start_heartbeat(timeout.total_seconds(), what="eval")
 
 
 def barrier(dist: DistEnv) -> None:

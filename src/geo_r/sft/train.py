@@ -27,7 +27,12 @@ from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
 from geo_r.sft.arguments import add_arguments as _add_sft_arguments
 from geo_r.sft.examples import SFTBuildReport, SFTExample
 from geo_r.trainer.arguments import GeoModelArguments
-from geo_r.trainer.distributed import exit_if_deepspeed_on_cpu, init_deepspeed_on_cpu, shutdown_process_group
+from geo_r.trainer.distributed import (
+    DEFAULT_TIMEOUT_S,
+    exit_if_deepspeed_on_cpu,
+    init_deepspeed_on_cpu,
+    shutdown_process_group,
+)
 
 logger = logging.getLogger("geo_r.sft")
 
@@ -53,7 +58,7 @@ def prepare_platform(args: argparse.Namespace) -> None:
     if not hasattr(args, "use_cpu"):
         args.use_cpu = True
     if getattr(args, "deepspeed", None):
-        init_deepspeed_on_cpu()
+        init_deepspeed_on_cpu(int(getattr(args, "ddp_timeout", None) or DEFAULT_TIMEOUT_S))
 
 
 def check_lengths(
@@ -205,16 +210,41 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
+    from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import resolve_resume
+    from geo_r.trainer.heartbeat import start_heartbeat
+    from geo_r.trainer.preemption import StopRequestCallback
 
-    resume, note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    heartbeat = start_heartbeat(training.ddp_timeout, what="SFT training")
+    try:
+        resume, note = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    except ValueError as exc:
+        raise SFTSetupError(str(exc)) from None
     if note:
         logger.warning(note)
+    if (save_note := save_settings_note(training)) is not None:
+        logger.warning(save_note)
     trainer, _report = build_sft_trainer(script, model_args, training)
-    trainer.train(resume_from_checkpoint=resume)
-    out = save_for_grpo(trainer, script, model_args, training.output_dir)
-    trainer.save_state()
-    logger.info("saved the SFT model to %s: pass it to grpo_jsonl.py --model_name_or_path", out)
+    trainer.add_callback(CompleteCheckpointCallback())
+    stop = StopRequestCallback(training.output_dir)
+    trainer.add_callback(stop)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except RuntimeError:
+        if heartbeat is not None:
+            logger.error("%s", heartbeat.describe_failure())
+        raise
+    out = Path(training.output_dir)
+    if stop.stopped_at is None:
+        out = save_for_grpo(trainer, script, model_args, training.output_dir)
+        trainer.save_state()
+        logger.info("saved the SFT model to %s: pass it to grpo_jsonl.py --model_name_or_path", out)
+    else:
+        logger.warning("stopped on request at step %d (checkpoint saved); rerun to resume", stop.stopped_at)
+        if training.process_index == 0:
+            stop.path.unlink(missing_ok=True)
+    if heartbeat is not None:
+        heartbeat.stop()
     shutdown_process_group()
     return out
 

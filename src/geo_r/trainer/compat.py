@@ -10,42 +10,45 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from geo_r.data.mixture import is_mixture_config
 from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
+from geo_r.trainer.checkpoints import checkpoint_folders, checkpoint_problems, newest_resumable
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def newest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
     """The ``checkpoint-N`` folder with the largest N under ``output_dir``, or None if there is none."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
-    return max(found)[1] if found else None
+    found = checkpoint_folders(output_dir)
+    return found[0] if found else None
 
 
 def resolve_resume(value: str | None, output_dir: str) -> tuple[str | None, str | None]:
     """Turn ``--resume_from_checkpoint`` into a checkpoint path (or None) and a message for the log.
 
-    ``True`` (VLM-R1's scripts) means: the newest checkpoint in ``output_dir`` if there is one, otherwise a
-    fresh start. ``False``/empty means a fresh start. Anything else must be an existing checkpoint folder.
+    ``True`` (VLM-R1's scripts, Geo-R's launchers) means: the newest checkpoint in ``output_dir`` that can be
+    resumed (complete on every rank, with optimizer and RNG state; see :mod:`geo_r.trainer.checkpoints`), saying
+    why newer ones were passed over; a fresh start when there is none. ``False``/empty means a fresh start.
+    Anything else must be a checkpoint folder that can be resumed.
     """
     if value is None or value.strip().lower() in _FALSE:
         return None, None
     if value.strip().lower() in _TRUE:
-        ckpt = newest_checkpoint(output_dir)
+        ckpt, skipped = newest_resumable(output_dir)
+        passed = "".join(f"; passed over {p.name}: {', '.join(why)}" for p, why in skipped)
         if ckpt is None:
-            return None, f"--resume_from_checkpoint True: no checkpoint-* in {output_dir}; starting fresh."
-        return str(ckpt), f"--resume_from_checkpoint True: resuming from {ckpt}"
+            found = "no checkpoint-* in" if not skipped else "no resumable checkpoint in"
+            return None, f"--resume_from_checkpoint True: {found} {output_dir}; starting fresh{passed}"
+        return str(ckpt), f"--resume_from_checkpoint True: resuming from {ckpt}{passed}"
     if not Path(value).is_dir():
         raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    problems = checkpoint_problems(value)
+    if problems:
+        raise ValueError(f"--resume_from_checkpoint {value} cannot be resumed: {'; '.join(problems)}")
     return value, f"resuming from {value}"
 
 

@@ -19,20 +19,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def init_deepspeed_on_cpu() -> None:
+DEFAULT_TIMEOUT_S = 1800  # transformers' --ddp_timeout default: a checkpoint save or a slow step fits in it
+
+
+def ddp_timeout_from_argv(argv: Sequence[str], default: int = DEFAULT_TIMEOUT_S) -> int:
+    """The value of ``--ddp_timeout`` on a command line (the last one wins), or ``default``."""
+    value: str | None = None
+    for i, arg in enumerate(argv):
+        if arg == "--ddp_timeout" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--ddp_timeout="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return default
+    try:
+        seconds = int(float(value))
+    except ValueError:
+        raise ValueError(f"--ddp_timeout {value}: expected a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"--ddp_timeout {value}: must be > 0 seconds")
+    return seconds
+
+
+def init_deepspeed_on_cpu(timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
     """Give DeepSpeed a gloo process group on a machine without CUDA, before any TrainingArguments is built.
 
     accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference model's
     ZeRO-3 init sees world size 1 and fails its batch-size check (notes/feasibility_cpu_grpo.md). A plain
     ``python ... --deepspeed`` (no torchrun) has no rendezvous variables and DeepSpeed would try MPI
-    discovery; one local process is what such a run means.
+    discovery; one local process is what such a run means. ``timeout_s`` (``--ddp_timeout``) bounds every
+    collective, as accelerate does on the GPU paths; DeepSpeed's own default would apply otherwise.
     """
+    from datetime import timedelta
+
     import deepspeed
 
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(free_port()))
-    deepspeed.init_distributed(dist_backend="gloo")
+    deepspeed.init_distributed(dist_backend="gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def shutdown_process_group() -> None:

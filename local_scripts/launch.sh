@@ -1,0 +1,51 @@
+# Sourced by the launchers in run_scripts/ after env.sh: one set of multi-node defaults and helpers for all of them.
+#   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT  where this node sits (NODE_RANK 0 is MASTER_ADDR's node)
+#   NPROC_PER_NODE   processes per node (one per GPU; default: the GPUs torch sees, 1 without GPUs)
+#   RDZV_BACKEND     c10d (default): torchrun's rendezvous at MASTER_ADDR:MASTER_PORT, RDZV_ID its job id; node
+#                    ranks follow arrival order (NODE_RANK is only range-checked), and when one node's launcher
+#                    ends, the others' notice and end too. static: NODE_RANK fixes node ranks (torchrun's
+#                    --node_rank/--master_addr), but a node whose process froze is left waiting.
+#   DIST_TIMEOUT     seconds a collective may wait for a silent rank before the job ends (--ddp_timeout)
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+MASTER_PORT="${MASTER_PORT:-29500}"
+RDZV_BACKEND="${RDZV_BACKEND:-c10d}"
+RDZV_ID="${RDZV_ID:-geo-r}"
+DIST_TIMEOUT="${DIST_TIMEOUT:-1800}"
+if [[ -z "${NPROC_PER_NODE:-}" ]]; then
+  NPROC_PER_NODE="$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null || echo 1)"
+fi
+export NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE RDZV_BACKEND RDZV_ID DIST_TIMEOUT
+# torchrun's worker watchdog: Geo-R's heartbeat renews a timer with this node's agent, which kills a frozen
+# process once DIST_TIMEOUT has passed (geo_r/trainer/heartbeat.py), so a frozen node ends its part of the job.
+export TORCHELASTIC_ENABLE_FILE_TIMER="${TORCHELASTIC_ENABLE_FILE_TIMER:-1}"
+
+# torchrun's node arguments for this node, in the array TORCHRUN_NODE_ARGS.
+geo_r_torchrun_node_args() {
+  TORCHRUN_NODE_ARGS=(--nproc_per_node="$NPROC_PER_NODE" --nnodes="$NNODES")
+  case "$RDZV_BACKEND" in
+    static) TORCHRUN_NODE_ARGS+=(--node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT") ;;
+    c10d) TORCHRUN_NODE_ARGS+=(--rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv_id="$RDZV_ID") ;;
+    *) echo "Geo-R: RDZV_BACKEND must be static or c10d, got '$RDZV_BACKEND'" >&2; return 2 ;;
+  esac
+  if (( NODE_RANK < 0 || NODE_RANK >= NNODES )); then
+    echo "Geo-R: NODE_RANK=$NODE_RANK is outside 0..$((NNODES - 1)) (NNODES=$NNODES)" >&2
+    return 2
+  fi
+}
+
+# Remember the command that started this launch (the first launcher wins), for the resume hint of a failed job.
+geo_r_remember_command() {
+  if [[ -z "${GEO_R_LAUNCH_COMMAND:-}" ]]; then
+    GEO_R_LAUNCH_COMMAND="$(printf '%q ' "$@")"
+    export GEO_R_LAUNCH_COMMAND
+  fi
+}
+
+# Print the batch arithmetic for KIND (grpo | sft | eval) and the flags about to be passed; stop if it cannot work.
+geo_r_batch_plan() {
+  local kind="$1"
+  shift
+  python -m geo_r.trainer.batch_plan "$kind" "$NNODES" "$NPROC_PER_NODE" -- "$@"
+}
