@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Default bound of the per-step cache (outputs plus the pixels kept to confirm matches): 2 GiB."""
 
-_PASSTHROUGH_KWARGS = {"return_dict", "output_attentions", "output_hidden_states"}
 
 
 @dataclass
@@ -176,6 +175,16 @@ def _fingerprints(pixels: torch.Tensor, sizes: list[int]) -> list[tuple[int, int
     return list(zip(plain.tolist(), weighted.tolist(), strict=True))
 
 
+def _batch_bound(kwargs: dict[str, Any]) -> bool:
+    """Whether a keyword argument carries tensors (precomputed per-call positions or bounds); flags pass through."""
+    for value in kwargs.values():
+        if isinstance(value, torch.Tensor) or (
+            isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value)
+        ):
+            return True
+    return False
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -204,8 +213,8 @@ def install_vision_reuse(
     zero3 = _is_zero3(visual) if sync_calls is None else sync_calls
 
     def forward(hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs: Any) -> Any:
-        if set(kwargs) - _PASSTHROUGH_KWARGS or kwargs.get("return_dict") is False or grid_thw is None:
-            # precomputed positions / attention bounds, or a tuple wanted: leave the call to the model as is
+        if _batch_bound(kwargs) or kwargs.get("return_dict") is False or grid_thw is None:
+            # precomputed positions / attention bounds (tensors of the whole call), or a tuple wanted: as is
             return _timed(original, hidden_states, grid_thw, **kwargs)
         return _dedup_forward(frozen, original, cache, group, merge, zero3, hidden_states, grid_thw, kwargs)
 
