@@ -104,3 +104,45 @@ def test_cache_bound_is_respected(tiny_model_builder, make_images, tmp_path):
         model(**inputs)
         model(**inputs)
     assert cache.nbytes == 0 and cache.stats.cache_full == 4 and cache.stats.encodings == 4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_image_processor_memo_matches_one_batched_call(tiny_model_builder, make_images, tmp_path, family):
+    from geo_r.trainer.image_memo import ImageProcessorMemo, memoized_image_processor
+
+    processor = load_processor(tiny_model_builder(family))
+    paths = make_images(tmp_path / "img", 3, sizes=((84, 70), (56, 56)))
+    photos = [Image.open(p).convert("RGB") for p in paths]
+    rows = [[photos[0]], [photos[0]], [photos[1], photos[0]], [photos[2]]]
+    texts = ["where?"] * len(rows)
+    content = [{"type": "image"}, {"type": "text", "text": "where?"}]
+    texts = [processor.apply_chat_template([{"role": "user", "content": content * len(r)}], add_generation_prompt=True)
+             for r in rows]
+    expected = processor(images=rows, text=texts, padding=True, return_tensors="pt")
+    memo = ImageProcessorMemo(processor.image_processor)
+    with memoized_image_processor(processor, memo):
+        first = processor(images=rows, text=texts, padding=True, return_tensors="pt")
+        second = processor(images=rows, text=texts, padding=True, return_tensors="pt")
+    assert processor.image_processor is memo.image_processor  # restored
+    for key in expected:
+        assert torch.equal(first[key], expected[key]) and torch.equal(second[key], expected[key]), key
+    assert memo.end_step() == (3, 10)  # 3 distinct photos processed once; 5 asked per call
+
+
+def test_decode_memo_decodes_each_file_once(make_images, tmp_path):
+    import datasets
+
+    from geo_r.trainer.image_memo import ImageDecodeMemo, undecoded_images
+
+    paths = [str(p) for p in make_images(tmp_path / "img", 2)]
+    features = datasets.Features({"images": datasets.List(datasets.Image()), "id": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict({"images": [[paths[0]], [paths[0]], [paths[1], paths[0]]], "id": ["a", "b", "c"]},
+                                    features=features)
+    raw, decoders = undecoded_images(ds)
+    assert set(decoders) == {"images"} and isinstance(raw[0]["images"][0], dict)
+    memo = ImageDecodeMemo(decoders)
+    rows = memo.decode_rows([raw[i] for i in range(3)])
+    assert memo.end_step() == 2
+    assert rows[0]["images"][0] is rows[1]["images"][0] is rows[2]["images"][1]
+    for got, want in zip(rows, ds, strict=True):
+        assert [im.tobytes() for im in got["images"]] == [im.tobytes() for im in want["images"]]

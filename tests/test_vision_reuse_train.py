@@ -141,6 +141,7 @@ def test_frozen_tower_with_reference_model_is_exact(tiny_model_builder, toy_set,
     assert [e["vision/encodings"] for e in logs] == [2.0, 2.0]
     assert [e["vision/images"] for e in logs] == [24.0, 24.0]
     assert [e["vision/images_processed"] for e in logs] == [2.0, 2.0]
+    assert [e["vision/images_decoded"] for e in logs] == [2.0, 2.0]
     assert all(e["vision/cache_peak_mb"] > 0 for e in logs)
     assert not [e for e in off.state.log_history if "vision/encodings" in e]
 

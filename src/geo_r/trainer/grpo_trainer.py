@@ -28,7 +28,12 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km
-from geo_r.trainer.image_memo import ImageProcessorMemo, memoized_image_processor
+from geo_r.trainer.image_memo import (
+    ImageDecodeMemo,
+    ImageProcessorMemo,
+    memoized_image_processor,
+    undecoded_images,
+)
 from geo_r.trainer.model_loading import freeze_vision_tower
 from geo_r.trainer.processor import vision_special_token_ids
 from geo_r.trainer.vision_cache import (
@@ -87,6 +92,7 @@ class GeoGRPOTrainer(GRPOTrainer):
         self._check_no_vision_adapters()
         self._vision_cache: VisionReuseCache | None = None
         self._image_memo: ImageProcessorMemo | None = None
+        self._decode_memo: ImageDecodeMemo | None = None
         if vision_reuse:
             self._setup_vision_reuse(vision_cache_max_bytes)
 
@@ -112,22 +118,40 @@ class GeoGRPOTrainer(GRPOTrainer):
                             "shares" if group == "policy" else "does not share (different weights)")
         if getattr(self.processing_class, "image_processor", None) is not None:
             self._image_memo = ImageProcessorMemo(self.processing_class.image_processor)
+        # photos decoded once per batch: datasets would decode every copy of a prompt
+        decoders: dict[str, Any] = {}
+        self.train_dataset, found = undecoded_images(self.train_dataset)
+        decoders.update(found)
+        if isinstance(self.eval_dataset, dict):
+            for key, dataset in list(self.eval_dataset.items()):
+                self.eval_dataset[key], found = undecoded_images(dataset)
+                decoders.update(found)
+        else:
+            self.eval_dataset, found = undecoded_images(self.eval_dataset)
+            decoders.update(found)
+        self._decode_memo = ImageDecodeMemo(decoders) if decoders else None
         self.add_callback(_VisionStepCallback(self))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._decode_memo is not None:
+            inputs = self._decode_memo.decode_rows(inputs)
         if self._image_memo is None:
             return super()._generate_and_score_completions(inputs)
-        with memoized_image_processor(self.processing_class, self._image_memo):
-            return super()._generate_and_score_completions(inputs)
+        try:
+            with memoized_image_processor(self.processing_class, self._image_memo):
+                return super()._generate_and_score_completions(inputs)
+        finally:
+            self._image_memo.forget()  # the rollout's two processor calls are done; keep no pixels past it
 
     def _log_vision_step(self) -> None:
         """Log this step's vision work (summed over processes), then drop the step's cached outputs."""
         stats = self._vision_cache.end_step()
         memo = self._image_memo.end_step() if self._image_memo is not None else (0, 0)
+        decoded = self._decode_memo.end_step() if self._decode_memo is not None else 0
         local = [stats.images, stats.encodings, stats.cache_hits, stats.dummy_calls, stats.seconds,
-                 stats.peak_cache_bytes / 2**20, memo[0], memo[1]]
+                 stats.peak_cache_bytes / 2**20, memo[0], decoded]
         totals = self.accelerator.gather(torch.tensor([local], dtype=torch.float64, device=self.accelerator.device))
-        images, encodings, hits, dummy, seconds, peak_mb, processed, requested = totals.sum(0).tolist()
+        images, encodings, hits, dummy, seconds, peak_mb, processed, decoded = totals.sum(0).tolist()
         mode = "train" if self.model.training else "eval"
         metrics = self._metrics[mode]
         metrics["vision/images"].append(images)
@@ -136,6 +160,8 @@ class GeoGRPOTrainer(GRPOTrainer):
         metrics["vision/seconds"].append(seconds)
         metrics["vision/cache_peak_mb"].append(peak_mb)
         metrics["vision/images_processed"].append(processed)
+        if self._decode_memo is not None:
+            metrics["vision/images_decoded"].append(decoded)
         if dummy:
             metrics["vision/zero3_dummy_calls"].append(dummy)
         if stats.cache_full:

@@ -120,7 +120,9 @@ def tower_is_frozen(visual: torch.nn.Module) -> bool:
 
 
 def _is_zero3(module: torch.nn.Module) -> bool:
-    return any(hasattr(p, "ds_id") for p in module.parameters())
+    """Whether DeepSpeed ZeRO-3 partitioned the module (its parameters carry ``ds_id``)."""
+    first = next(module.parameters(), None)
+    return first is not None and hasattr(first, "ds_id")
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -210,7 +212,8 @@ def install_vision_reuse(
         return
     original: Callable[..., Any] = visual.forward
     merge = int(visual.spatial_merge_size)
-    zero3 = _is_zero3(visual) if sync_calls is None else sync_calls
+    # ZeRO-3 may partition the tower after this (deepspeed.initialize in train()): decided at each call
+    zero3: Callable[[], bool] = functools.partial(_is_zero3, visual) if sync_calls is None else lambda: sync_calls
 
     def forward(hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs: Any) -> Any:
         if _batch_bound(kwargs) or kwargs.get("return_dict") is False or grid_thw is None:
@@ -246,7 +249,7 @@ def _dedup_forward(
     cache: VisionReuseCache,
     group: Any,
     merge: int,
-    zero3: bool,
+    zero3: Callable[[], bool],
     pixels: torch.Tensor,
     grid_thw: torch.Tensor,
     kwargs: dict[str, Any],
@@ -280,7 +283,7 @@ def _dedup_forward(
             todo.append(i)
     cache.stats.images += len(pieces)
     # ZeRO-3: every rank takes part in this all-reduce on every call, whatever its own cache state
-    must_encode = _ranks_encoding(bool(todo), device) if zero3 else bool(todo)
+    must_encode = _ranks_encoding(bool(todo), device) if zero3() else bool(todo)
 
     if len(todo) == len(pieces):
         # nothing repeated, nothing cached: the tower's own call, untouched
