@@ -21,6 +21,7 @@ Usage (GPU; packages the GPU machine lacks come as wheels from ``bench/fetch_gpu
 
     python bench/bench_grpo_gpu.py --configs ours,stock_trl,vlmr1 --steps 2 --warmup_steps 1
     python bench/bench_grpo_gpu.py --configs ours,ours_beta0,ours_static_cache,ours_liger --steps 1
+    python bench/bench_grpo_gpu.py --configs ours_frozen_vision,ours_frozen_vision_no_reuse,stock_trl_frozen_vision,ours,ours_no_reuse,stock_trl
     python bench/bench_grpo_gpu.py --memory_search 3b_full,3b_zero3_offload,7b_lora --memory_limit_gib 79.6
     python bench/bench_grpo_gpu.py --model_size 3b --layers 2 --small_workload --steps 1 --warmup_steps 0  # 1-min check
 
@@ -268,7 +269,7 @@ def run_config(
 
     from gpu_shapes import count_parameters, gpu_peak
     from grpo_bench_report import summarize
-    from grpo_bench_timing import timed_trainer_class
+    from grpo_bench_timing import count_vision, timed_trainer_class
 
     result: dict[str, Any] = {
         "name": name, "description": CONFIGS[name][0] if name in CONFIGS else name,
@@ -311,12 +312,16 @@ def run_config(
         if knobs.trainer == "geo":
             cls = timed_trainer_class(GeoGRPOTrainer)
             kwargs["freeze_vision_modules"] = knobs.freeze_vision
+            kwargs["vision_reuse"] = knobs.vision_reuse
         else:
             cls = timed_trainer_class(GRPOTrainer)
             if knobs.freeze_vision:
                 freeze_vision_tower(model)
         trainer = cls(**kwargs)
         trainer.remove_callback(PrinterCallback)  # the JSON keeps TRL's logs; the console keeps the tables
+        count_vision(trainer.model, trainer.bench_clock)
+        if trainer.ref_model is not None:
+            count_vision(trainer.ref_model, trainer.bench_clock)
         if knobs.compile_generation:
             trainer.generation_config.disable_compile = False  # TRL turns compilation off; this is the experiment
             trainer.bench_split_decode = False  # per-forward hooks would break the compiled graph
@@ -333,6 +338,11 @@ def run_config(
         result["summary"] = summarize(trainer.bench_clock.steps, warmup, counts, peak, measured,
                                       knobs.samples_per_step, knobs.completion_len)
         result["trl_logs"] = [e for e in trainer.state.log_history if "train_runtime" not in e][warmup:]
+        measured_steps = trainer.bench_clock.steps[warmup:] or trainer.bench_clock.steps[-1:]
+        result["vision_per_step"] = [
+            {"images_asked": int(r.get("vision_images", 0)), "patches_encoded": int(r.get("vision_patches", 0))}
+            for r in measured_steps
+        ]
         if knobs.compile_generation:
             from torch._dynamo.utils import counters
 

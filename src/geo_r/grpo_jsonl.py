@@ -186,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         processing_class=processor,
         peft_config=build_lora_config(model_args),
         freeze_vision_modules=model_args.freeze_vision_modules,
+        vision_reuse=model_args.vision_reuse,
+        vision_cache_max_bytes=model_args.vision_cache_max_mb * 2**20,
     )
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)
