@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Install Geo-R and everything the tests and the demo need.
 #
-#   bash setup.sh            CPU/GPU core stack + dev tools (tests, ruff)
+#   bash setup.sh            CPU/GPU core stack + dev tools (tests, ruff, Playwright) + the app extra (Gradio)
 #   bash setup.sh --gpu      also vLLM 0.31, torchvision 0.28, qwen-vl-utils, liger-kernel and flash-attn
 #   bash setup.sh --sft      also LLaMA-Factory 0.9.5 in its own venv .venv-sft (for run_scripts/run_sft.sh)
 #   bash setup.sh --sft-only only that SFT venv (the main environment is left as it is)
+#   bash setup.sh --no-lock  resolve the CPU stack freshly instead of from local_scripts/constraints-cpu.txt
+#
+# The CPU stack (steps 1-2) is installed with '-c local_scripts/constraints-cpu.txt': every transitive package
+# pinned to the version the README's numbers were measured with (regenerate: local_scripts/update_constraints.sh).
+# The GPU extras are not locked (vLLM pins its own dependencies).
 #
 # Where it installs: the active virtualenv ($VIRTUAL_ENV) or conda env ($CONDA_PREFIX) if there is one,
 # otherwise a new .venv at the repository root. torch==2.13.0 is installed first and repeated in every
@@ -14,13 +19,15 @@
 # on CPU too), because LLaMA-Factory imports torchaudio and torchvision, which have no CPU build on PyPI.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 WITH_GPU=0
 WITH_SFT=0
 MAIN=1
+USE_LOCK=1
 for arg in "$@"; do
   case "$arg" in
+    --no-lock) USE_LOCK=0 ;;
     --gpu) WITH_GPU=1 ;;
     --sft) WITH_SFT=1 ;;
     --sft-only) WITH_SFT=1; MAIN=0 ;;
@@ -32,6 +39,9 @@ done
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$REPO"
 TORCH_PIN="torch==2.13.0"
+LOCK_FILE="$REPO/local_scripts/constraints-cpu.txt"
+LOCK_ARGS=()
+if [[ "$USE_LOCK" == 1 ]]; then LOCK_ARGS=(-c "$LOCK_FILE"); fi
 
 # LLaMA-Factory 0.9.5 and the versions pip resolves for it (tests/test_sft_llamafactory.py runs this venv on CPU).
 # '===' asks for exactly PyPI's build: '==2.13.0' would also accept a local '2.13.0+cpu' wheel (a pip
@@ -108,15 +118,16 @@ PIP=("$PY" -m pip install --disable-pip-version-check)
 start=$(date +%s)
 
 echo "==> [1/3] $TORCH_PIN (first, so nothing else chooses a torch build)"
-"${PIP[@]}" "$TORCH_PIN"
+"${PIP[@]}" "$TORCH_PIN" "${LOCK_ARGS[@]}"
 
-echo "==> [2/3] geo-r (editable) with its pinned training stack and dev tools"
+echo "==> [2/3] geo-r (editable) with its pinned training stack, dev tools and the app extra (Gradio)" \
+  "($([[ "$USE_LOCK" == 1 ]] && echo "locked by local_scripts/constraints-cpu.txt" || echo "--no-lock: resolved freshly"))"
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops just in time on first use instead of at install time.
-DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev]" "$TORCH_PIN"
+DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev,app]" "$TORCH_PIN" "${LOCK_ARGS[@]}"
 
 if [[ "$WITH_GPU" == 1 ]]; then
   echo "==> [3/3] GPU extras: vLLM, torchvision, qwen-vl-utils, liger-kernel, flash-attn"
-  "${PIP[@]}" -e ".[dev,gpu]" "$TORCH_PIN"
+  "${PIP[@]}" -e ".[dev,app,gpu]" "$TORCH_PIN"
   # flash-attn ships only an sdist that must be compiled against the installed CUDA torch.
   if ! "${PIP[@]}" --no-build-isolation "flash-attn>=2.7" "$TORCH_PIN"; then
     echo "setup.sh: flash-attn failed to build (needs CUDA and nvcc); training falls back to --attn_implementation sdpa" >&2
@@ -129,13 +140,16 @@ echo "==> installed into $WHERE in $(( $(date +%s) - start )) s:"
 "$PY" - <<'PYEOF'
 import importlib
 for name in ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed",
-             "reverse_geocoder", "pycountry", "vllm", "torchvision", "flash_attn"]:
+             "reverse_geocoder", "pycountry", "gradio", "playwright", "vllm", "torchvision", "flash_attn"]:
     try:
         mod = importlib.import_module(name)
         print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
     except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
         print(f"    {name:18s} not available ({type(exc).__name__})")
 PYEOF
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "==> no Chromium found: the browser tests (app, explorer) will skip; on Debian/Ubuntu: sudo apt-get install -y chromium"
+fi
 echo "==> next: bash run_scripts/run_tests.sh   (or see README.md)"
 if [[ "$WITH_SFT" == 1 ]]; then
   setup_sft_env

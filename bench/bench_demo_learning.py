@@ -18,6 +18,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from geo_r.demo.pipeline import DemoConfig, run_demo
+from provenance import provenance  # bench/provenance.py (scripts run as files)
 
 
 def verdict(rows: dict) -> dict[str, bool]:
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"seed": seed, "rows": summary["rows"], "table": summary["table"],
                         "timings_s": summary["timings_s"], **verdict(summary["rows"])})
         (out / "demo_learning.json").write_text(
-            json.dumps({"recipe": asdict(cfg) | {"out_dir": str(out)}, "results": results}, indent=2),
+            json.dumps({**provenance([sys.argv[0], *argv] if argv is not None else None),
+                        "recipe": asdict(cfg) | {"out_dir": str(out)}, "results": results}, indent=2),
             encoding="utf-8")
     print("\n=== GRPO vs SFT on held-out photos ===")
     print("| seed | reward SFT -> GRPO | median km SFT -> GRPO | mean km SFT -> GRPO | acc@200 km SFT -> GRPO "

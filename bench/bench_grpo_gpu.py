@@ -21,6 +21,7 @@ Usage (GPU; packages the GPU machine lacks come as wheels from ``bench/fetch_gpu
 
     python bench/bench_grpo_gpu.py --configs ours,stock_trl,vlmr1 --steps 2 --warmup_steps 1
     python bench/bench_grpo_gpu.py --configs ours,ours_beta0,ours_static_cache,ours_liger --steps 1
+    python bench/bench_grpo_gpu.py --configs ours_frozen_vision,ours_frozen_vision_no_reuse,stock_trl_frozen_vision,ours,ours_no_reuse,stock_trl
     python bench/bench_grpo_gpu.py --memory_search 3b_full,3b_zero3_offload,7b_lora --memory_limit_gib 79.6
     python bench/bench_grpo_gpu.py --model_size 3b --layers 2 --small_workload --steps 1 --warmup_steps 0  # 1-min check
 
@@ -63,6 +64,7 @@ from grpo_bench_setup import (  # noqa: E402
     parse_image_size,
     synthetic_dataset,
 )
+from provenance import provenance  # noqa: E402
 
 DEFAULT_OUT = REPO / "bench" / "results" / "bench_grpo_gpu.json"
 DEFAULT_MEMORY_OUT = REPO / "bench" / "results" / "bench_grpo_gpu_memory.json"
@@ -267,7 +269,7 @@ def run_config(
 
     from gpu_shapes import count_parameters, gpu_peak
     from grpo_bench_report import summarize
-    from grpo_bench_timing import timed_trainer_class
+    from grpo_bench_timing import count_vision, timed_trainer_class
 
     result: dict[str, Any] = {
         "name": name, "description": CONFIGS[name][0] if name in CONFIGS else name,
@@ -310,12 +312,16 @@ def run_config(
         if knobs.trainer == "geo":
             cls = timed_trainer_class(GeoGRPOTrainer)
             kwargs["freeze_vision_modules"] = knobs.freeze_vision
+            kwargs["vision_reuse"] = knobs.vision_reuse
         else:
             cls = timed_trainer_class(GRPOTrainer)
             if knobs.freeze_vision:
                 freeze_vision_tower(model)
         trainer = cls(**kwargs)
         trainer.remove_callback(PrinterCallback)  # the JSON keeps TRL's logs; the console keeps the tables
+        count_vision(trainer.model, trainer.bench_clock)
+        if trainer.ref_model is not None:
+            count_vision(trainer.ref_model, trainer.bench_clock)
         if knobs.compile_generation:
             trainer.generation_config.disable_compile = False  # TRL turns compilation off; this is the experiment
             trainer.bench_split_decode = False  # per-forward hooks would break the compiled graph
@@ -332,6 +338,11 @@ def run_config(
         result["summary"] = summarize(trainer.bench_clock.steps, warmup, counts, peak, measured,
                                       knobs.samples_per_step, knobs.completion_len)
         result["trl_logs"] = [e for e in trainer.state.log_history if "train_runtime" not in e][warmup:]
+        measured_steps = trainer.bench_clock.steps[warmup:] or trainer.bench_clock.steps[-1:]
+        result["vision_per_step"] = [
+            {"images_asked": int(r.get("vision_images", 0)), "patches_encoded": int(r.get("vision_patches", 0))}
+            for r in measured_steps
+        ]
         if knobs.compile_generation:
             from torch._dynamo.utils import counters
 
@@ -386,6 +397,7 @@ def time_configs(args: argparse.Namespace, device: str) -> int:
     image_size = parse_image_size(args.image_size)
     payload: dict[str, Any] = {
         "bench": "bench_grpo_gpu", "command": " ".join(sys.argv), "environment": environment(device),
+        "provenance": provenance(),
         "model_size": size, "image_size": list(image_size), "steps": args.steps, "warmup_steps": args.warmup_steps,
         "rewards": REWARDS, "configs": [],
     }
@@ -503,6 +515,7 @@ def memory_search(args: argparse.Namespace, device: str) -> int:
         common += ["--max_pixels", str(args.max_pixels)]
     payload: dict[str, Any] = {
         "bench": "bench_grpo_gpu --memory_search", "command": " ".join(sys.argv), "environment": environment(device),
+        "provenance": provenance(),
         "memory_limit_gib": args.memory_limit_gib, "image_size": args.image_size, "memory_search": [],
     }
     for setting in settings:

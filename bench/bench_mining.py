@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from coordinates import destination, read_latlon_csv  # bench/coordinates.py (scripts run as files)
+from provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mp16_coordinates_100k.csv"
@@ -246,11 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "peak_rss_mb_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_rss_mb_cli": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        **provenance([sys.argv[0], *argv] if argv is not None else None),  # command, packages, machine, commit
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

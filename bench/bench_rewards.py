@@ -28,7 +28,6 @@ import argparse
 import ast  # the BASELINE parser only; nothing in src/ uses literal_eval
 import json
 import math
-import platform
 import re
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from coordinates import destination, read_latlon_csv  # bench/coordinates.py (scripts run as files)
+from provenance import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mp16_coordinates_100k.csv"
@@ -398,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                                 ("region_centroid_mean", "right admin1, its centroid", ".3f")]))
 
     result = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        **provenance([sys.argv[0], *argv] if argv is not None else None),  # command, packages, machine, commit
         "n": n, "batch": args.batch, "seed": args.seed, "quick": args.quick,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor()},
         "completion_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
         "throughput": rows, "label_agreement": agreement, "reward_by_kind": kind_rows, "floors": floor_rows,
         "centroid": "spherical centroid (normalised mean unit vector) of the group's points in this sample",

@@ -47,6 +47,7 @@ class Knobs:
     liger: bool = False  # Liger Triton kernels (RMSNorm, SwiGLU, RoPE) through TrainingArguments.use_liger_kernel
     lora_r: int = 0  # > 0: LoRA (alpha 2r, dropout 0.05) on the language model only
     freeze_vision: bool = False
+    vision_reuse: bool = True  # GeoGRPOTrainer's vision reuse (geo_r.trainer.vision_cache); stock TRL has none
     deepspeed: str | None = None  # DeepSpeed config file, relative to the repository root
     learning_rate: float = 1e-6
 
@@ -97,6 +98,15 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours_vlmr1_pixels": ("ours at VLM-R1's max_pixels 12845056", {"max_pixels": VLMR1_MAX_PIXELS}),
     "ours_len2048": ("ours at VLM-R1's 2048-token completions", {"completion_len": 2048}),
     "ours_lora": ("ours with LoRA r64 on the language model, vision frozen", {"lora_r": 64, "freeze_vision": True}),
+    "ours_no_reuse": ("ours with vision reuse off: every copy of a photo encoded in every pass", {"vision_reuse": False}),
+    "ours_frozen_vision": (
+        "ours with the vision tower frozen: one encoding per photo per step (reuse across passes)",
+        {"freeze_vision": True},
+    ),
+    "ours_frozen_vision_no_reuse": (
+        "ours with the vision tower frozen and vision reuse off", {"freeze_vision": True, "vision_reuse": False},
+    ),
+    "stock_trl_frozen_vision": ("stock trl.GRPOTrainer with the vision tower frozen", {"trainer": "trl", "freeze_vision": True}),
 }
 """name -> (one-line description, overrides of :data:`OURS`)."""
 
@@ -145,14 +155,18 @@ def _read_info(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def build_bench_model(size: str, root: Path, device: str, seed: int = 0, layers: int | None = None) -> Path:
+def build_bench_model(
+    size: str, root: Path, device: str, seed: int = 0, layers: int | None = None, vision_layers: int | None = None,
+    dtype: str = "bfloat16",
+) -> Path:
     """A saved Qwen2.5-VL checkpoint with random weights: ``tiny`` (CPU tests) or the real ``3b`` / ``7b`` shapes.
 
     Real sizes take the tokenizer, chat template and processor of Geo-R's offline ``small`` build (4096
     tokens; the embedding keeps the real vocabulary size, so ids never overflow) and are initialised
     directly on ``device`` in bf16, then saved (TRL rebuilds the reference model from the folder). A
     folder already built with the same size, seed and ``layers`` (see :func:`gpu_shapes.qwen2_5_vl_config`)
-    is reused.
+    is reused. ``vision_layers`` sets the vision tower's depth on its own (after ``layers``; the last layer keeps
+    full attention); ``dtype`` is the weights' dtype (``float32`` for CPU runs).
     """
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
@@ -163,9 +177,13 @@ def build_bench_model(size: str, root: Path, device: str, seed: int = 0, layers:
     root.mkdir(parents=True, exist_ok=True)
     if size == "tiny" and layers is not None:
         raise ValueError("layers applies to the real sizes only")
-    folder = root / (f"qwen2_5_vl-{size}-seed{seed}" + ("" if layers is None else f"-{layers}layers"))
+    folder = root / (f"qwen2_5_vl-{size}-seed{seed}" + ("" if layers is None else f"-{layers}layers")
+                     + ("" if vision_layers is None else f"-vision{vision_layers}")
+                     + ("" if dtype == "bfloat16" else f"-{dtype}"))
     info = _read_info(folder)
-    if info is not None and (info.get("size"), info.get("seed"), info.get("layers")) == (size, seed, layers):
+    wanted = (size, seed, layers, vision_layers, dtype)
+    if info is not None and (info.get("size"), info.get("seed"), info.get("layers"), info.get("vision_layers"),
+                             info.get("dtype", "bfloat16")) == wanted:
         return folder
     if folder.exists():
         shutil.rmtree(folder)
@@ -190,9 +208,13 @@ def build_bench_model(size: str, root: Path, device: str, seed: int = 0, layers:
             "vision_end": tok.convert_tokens_to_ids("<|vision_end|>"),
         }
         config = qwen2_5_vl_config(size, ids, layers=layers)
+        if vision_layers is not None:
+            full = [i for i in config.vision_config.fullatt_block_indexes if i < vision_layers]
+            config.vision_config.depth = vision_layers
+            config.vision_config.fullatt_block_indexes = full or [vision_layers - 1]
         torch.manual_seed(seed)
         with torch.device(device):
-            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=getattr(torch, dtype))
         model.generation_config = GenerationConfig(
             bos_token_id=ids["pad"], eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], do_sample=True
         )
@@ -204,7 +226,8 @@ def build_bench_model(size: str, root: Path, device: str, seed: int = 0, layers:
         for path in tok_dir.iterdir():
             if path.is_file() and path.name not in skip:
                 shutil.copy2(path, folder / path.name)
-    info = {"size": size, "seed": seed, "layers": layers, "parameters": parameters, "family": "qwen2_5_vl"}
+    info = {"size": size, "seed": seed, "layers": layers, "vision_layers": vision_layers, "dtype": dtype,
+            "parameters": parameters, "family": "qwen2_5_vl"}
     (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return folder
 

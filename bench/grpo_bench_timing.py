@@ -14,7 +14,11 @@ Phases of one optimizer step (seconds; a step may hold several micro-steps):
 * ``rewards``: ``_calculate_rewards``; ``rollout``: all of ``_generate_and_score_completions``;
 * ``policy_forward``: ``compute_loss`` (its log-prob forward and the loss); ``backward``: the rest of
   ``training_step`` after inputs and loss; ``optimizer``: ``optimizer.step()``;
-* ``step``: ``on_step_begin`` to ``on_step_end``; ``other`` = step minus the parts above.
+* ``step``: the end of the previous step (``on_train_begin`` for the first) to ``on_step_end``, so the
+  batch fetching and collation the Trainer does before ``on_step_begin`` count; ``other`` = step minus
+  the parts above;
+* ``vision_images`` / ``vision_patches``: photos the model asked the vision tower for, and patches the
+  tower really encoded (:func:`count_vision`).
 
 Under DeepSpeed the optimizer step runs inside ``backward`` (the engine steps there), so ``optimizer``
 is ~0 and ``backward`` holds both; the bench uses DeepSpeed only in its memory probes.
@@ -125,7 +129,7 @@ class _StepCallback(TrainerCallback):
         self.clock = clock
         self._opt_start: float | None = None
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         self.clock.begin_step()
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
@@ -139,7 +143,10 @@ class _StepCallback(TrainerCallback):
             self.clock.close_peak("optimizer")
 
     def on_step_end(self, args, state, control, **kwargs):
+        # the next step starts now, not at on_step_begin: the Trainer fetches and collates a step's batches
+        # before on_step_begin, and that time belongs to the step
         self.clock.end_step()
+        self.clock.begin_step()
 
 
 def _forward_hooks(model: torch.nn.Module, clock: PhaseClock, marks: list[float]):
@@ -284,3 +291,25 @@ def timed_trainer_class(base: type) -> type:
 
     Timed.__name__ = Timed.__qualname__ = f"Timed{base.__name__}"
     return Timed
+
+
+def count_vision(model: torch.nn.Module, clock: PhaseClock) -> int:
+    """Hooks adding, per step, the photos asked of each vision tower and the patches it encoded; returns #towers.
+
+    The tower's own forward hook sees every request (one per call, whatever vision reuse does inside); the
+    patch embedding sees only what is really encoded.
+    """
+    from geo_r.trainer.vision_cache import find_vision_towers
+
+    def asked(module, args, kwargs):
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        clock.current["vision_images"] += int(grid.shape[0]) if grid is not None else 0
+
+    def encoded(module, args):
+        clock.current["vision_patches"] += int(args[0].shape[0])
+
+    towers = find_vision_towers(model)
+    for tower in towers:
+        tower.register_forward_pre_hook(asked, with_kwargs=True)
+        tower.patch_embed.register_forward_pre_hook(encoded)
+    return len(towers)

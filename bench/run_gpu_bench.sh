@@ -7,6 +7,7 @@
 #   variants      single-change variants of ours (no KL, per-micro-batch generation, static cache,
 #                 compiled decoding, Liger), each beside ours in the same process
 #   variants2     ours without gradient checkpointing, at VLM-R1's pixels, at 2048 tokens, with LoRA
+#   vision        vision reuse: ours vs ours without reuse vs stock TRL, vision tower frozen (VLM-R1's setting)
 #   memory-3b     largest per-device batch, 3B full fine-tuning, capped at an H100's 79.6 GiB
 #   memory-7b     the same for 7B with LoRA
 #   memory-zero3  the same for 3B with DeepSpeed ZeRO-3 + CPU offload (compiles DeepSpeed's CPU Adam first)
@@ -15,7 +16,7 @@
 #   bash bench/run_gpu_bench.sh compare "$OUT"
 # Results (JSON + log) go to the folder given (default bench/results). Each part also prints its tables last.
 set -uo pipefail
-PART="${1:?usage: run_gpu_bench.sh compare|vlmr1|variants|variants2|memory-3b|memory-7b|memory-zero3 [OUT_DIR]}"
+PART="${1:?usage: run_gpu_bench.sh compare|vlmr1|variants|variants2|vision|memory-3b|memory-7b|memory-zero3 [OUT_DIR]}"
 OUT_DIR="${2:-bench/results}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p "$OUT_DIR"
@@ -53,6 +54,10 @@ case "$PART" in
   variants2)
     bench variants2 560 --configs ours,ours_no_ckpt,ours_vlmr1_pixels,ours_len2048,ours_lora \
       --steps 1 --warmup_steps 1 --out "$OUT_DIR/bench_grpo_gpu_variants2.json"
+    ;;
+  vision)
+    bench vision 560 --configs ours_frozen_vision,ours_frozen_vision_no_reuse,stock_trl_frozen_vision \
+      --steps 1 --warmup_steps 1 --out "$OUT_DIR/bench_grpo_gpu_vision.json"
     ;;
   memory-3b)
     bench memory-3b 570 --memory_search 3b_full --memory_limit_gib 79.6 --max_batch 128 --batch_resolution 16 \

@@ -31,6 +31,8 @@ def test_quick_bench_runs_and_writes_consistent_json(tmp_path: Path) -> None:
     assert "## Throughput" in proc.stdout and "## Reward-hacking floors" in proc.stdout
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["n"] == 400 and result["quick"] is True
+    assert "bench/bench_rewards.py --quick" in result["command"] and result["packages"]["reverse_geocoder"]
+    assert result["machine"]["cpu_count"] and result["git_commit"]
     assert sum(result["completion_kinds"].values()) == 400
 
     steps = {row["step"]: row for row in result["throughput"]}

@@ -94,7 +94,8 @@ def test_eval_on_the_tiny_model_writes_every_output(tiny_model_dir: Path, tmp_pa
     assert sorted(p["id"] for p in preds) == [f"toy_{i:05d}" for i in range(6)]
     assert all(isinstance(p["completion"], str) and "<|image_pad|>" not in p["completion"] for p in preds)
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| Geo-R (AAAI'26) |" in report and "![" in report and "map.png" in report
+    assert "![" in report and "map.png" in report
+    assert "| Geo-R (AAAI'26) |" not in report and "not recognised as Im2GPS3k or YFCC4k" in report  # toy data
     assert '"max_pixels": 401408' in report  # the training default, written into the settings
 
     # a rerun finds everything done: same predictions, scoring only
@@ -321,6 +322,33 @@ def test_torchrun_two_ranks_shard_and_merge(tiny_model_dir: Path, tmp_path: Path
     ids = [p["id"] for p in _lines(out / "predictions.jsonl")]
     assert ids == [f"toy_{i:05d}" for i in range(7)]  # merged in data order, each once
     assert not list(out.glob("predictions.rank*.jsonl"))
+
+
+def test_published_rows_only_for_the_benchmark_the_data_is(tmp_path: Path) -> None:
+    jsonl, _ = _toy(tmp_path, 10)
+    preds, _ = _known_predictions(tmp_path, jsonl)
+
+    def report(data: Path, *extra: str) -> str:
+        out = tmp_path / f"r_{data.stem}_{len(extra)}"
+        flags = ["--predictions", str(preds), "--data_file_paths", str(data), "--output_dir", str(out)]
+        assert eval_main([*flags, "--allow_missing", *extra]) == 0
+        return (out / "report.md").read_text(encoding="utf-8")
+
+    other = report(jsonl)  # toy photos: no published row would be comparable
+    assert "| Geo-R (AAAI'26) |" not in other and "GeoCLIP" not in other.split("## Errors")[0]
+    assert "Data: not recognised as Im2GPS3k or YFCC4k from the data file name(s) " in other
+    assert "Data: not a published benchmark (--benchmark none)" in report(jsonl, "--benchmark", "none")
+
+    named = tmp_path / "im2gps3k_places365.jsonl"  # recognised from the file name
+    named.write_bytes(jsonl.read_bytes())
+    im2gps = report(named)
+    assert "| Geo-R (AAAI'26) | Qwen2.5-VL-7B, SFT + GRPO, MP16, retrieval-free | Im2GPS3k | 18.10 |" in im2gps
+    assert "| YFCC4k |" not in im2gps
+    assert "Data: Im2GPS3k (recognised from the data file name(s) im2gps3k_places365.jsonl) (10 of its 2,997 " in im2gps
+
+    yfcc = report(jsonl, "--benchmark", "yfcc4k")  # said by the flag
+    assert "| Geo-R (AAAI'26) | Qwen2.5-VL-7B, SFT + GRPO, MP16, retrieval-free | YFCC4k | 10.50 |" in yfcc
+    assert "| Im2GPS3k |" not in yfcc and "Data: YFCC4k (--benchmark yfcc4k)" in yfcc
 
 
 def test_run_eval_script_scores_a_predictions_file(tmp_path: Path) -> None:

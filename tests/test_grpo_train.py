@@ -86,9 +86,11 @@ def _assert_logged(state: dict, reward_names: list[str]) -> None:
     assert logs, "no training log entries"
     for name in reward_names:
         assert all(f"rewards/{name}/mean" in e for e in logs), f"rewards/{name}/mean not logged"
-    for key in ("geo/parse_rate", "geo/acc@2500km"):
+    for key in ("geo/parse_rate", "geo/acc@2500km", "geo/best_of_group_acc@25km", "geo/best_of_group_acc@750km"):
         assert all(key in e for e in logs), f"{key} not logged"
     assert all(0.0 <= e["geo/parse_rate"] <= 1.0 for e in logs)
+    # a group's best answer is at least as good as its average one
+    assert all(e["geo/best_of_group_acc@750km"] >= e["geo/acc@750km"] for e in logs)
 
 
 def _weights(model) -> dict[str, torch.Tensor]:

@@ -229,3 +229,6 @@ def test_quick_bench_runs_and_agrees_with_the_baseline(tmp_path: Path) -> None:
     cli = result["cli_summary"]
     assert cli["samples"] == 3000 and cli["hard"] + cli["dropped"] == 3000 and cli["written"] == cli["hard"]
     assert cli["hotspots"] == result["hotspots"]  # near answers (0-150 km) are exactly the hotspots
+    # how it was made: bench/provenance.py's command, versions and machine
+    assert "bench/bench_mining.py --quick" in result["command"] and result["packages"]["numpy"]
+    assert result["machine"]["cpu_count"] and result["machine"]["omp_num_threads"] == "1"

@@ -3,6 +3,7 @@ the right way round, chains from the source or derived offline, answers in the c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from prepare_fixtures import (
     answer_of,
     convert,
     make_row,
+    read_jsonl,
     touch_images,
     write_table,
 )
@@ -99,14 +101,10 @@ def test_osv5m_codes_namibia_float_ids_and_shard_folders(tmp_path: Path) -> None
     images = tmp_path / "images" / "train"
     touch_images(images, ["00/1001.jpg", "00/1002.jpg", "01/1003.jpg", "01/1005.jpg"])  # unzipped shards
 
-    summary, records = convert("osv5m", tmp_path / "a.jsonl", input=csv_path, images=images)
-    assert summary.written == 0 and summary.skipped == {"image_not_found": 4, "missing_coordinates": 1}
-    assert "--search_images" in summary.examples["image_not_found"][0]
-
-    summary, records = convert(
-        "osv5m", tmp_path / "b.jsonl", input=csv_path, images=images, search_images=True, keep_columns=("drive_side",)
-    )
+    # OSV-5M's own extraction leaves images/train/00/<id>.jpg: found by file name with no extra option
+    summary, records = convert("osv5m", tmp_path / "b.jsonl", input=csv_path, images=images, keep_columns=("drive_side",))
     assert summary.written == 4 and summary.image_lookups["searched"] == 4
+    assert summary.n_duplicate_names == 0
     r = by_id(records)
     assert r["1001"]["image"] == "00/1001.jpg" and r["1002"]["image"] == "00/1002.jpg"
     assert (r["1001"]["country_code"], r["1001"]["country"], r["1001"]["region"], r["1001"]["city"]) == (
@@ -118,6 +116,63 @@ def test_osv5m_codes_namibia_float_ids_and_shard_folders(tmp_path: Path) -> None
     nan = r["1005"]
     assert nan["region"] == "Nan" and nan["city"] == reverse_geocode(18.7756, 100.7730)[0].city  # city derived
     assert summary.chains.from_source == 3 and summary.chains.completed == 1
+
+    # opting out looks only where the row says, and the skip says how to search
+    summary, records = convert("osv5m", tmp_path / "a.jsonl", input=csv_path, images=images, search_images=False)
+    assert summary.written == 0 and summary.skipped == {"image_not_found": 4, "missing_coordinates": 1}
+    assert "without --no_search_images" in summary.examples["image_not_found"][0]
+
+
+def test_osv5m_cli_on_the_extracted_layout_and_duplicate_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from geo_r.cli import main
+
+    rows = [make_row(OSV5M_HEADER, id=str(1000 + i), latitude="48.85", longitude="2.35", country="FR") for i in range(6)]
+    csv_path = write_table(tmp_path / "test.csv", OSV5M_HEADER, rows)
+    images = tmp_path / "images" / "test"
+    touch_images(images, [f"{i // 3:02d}/{1000 + i}.jpg" for i in range(6)])  # test/00.zip, 01.zip unzipped in place
+    out = tmp_path / "test.jsonl"
+    args = ["prepare", "--format", "osv5m", "--input", str(csv_path), "--images", str(images), "--out", str(out),
+            "--no_progress", "--summary_json", str(tmp_path / "s.json")]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Rows: 6 read, 6 written, 0 skipped" in printed and "Duplicate" not in printed
+    assert [r["image"] for r in read_jsonl(out)] == [f"{i // 3:02d}/{1000 + i}.jpg" for i in range(6)]
+
+    # the same file name in two shard folders: which one a row means is unknowable, so it is reported and skipped
+    touch_images(images, ["01/1000.jpg"])
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Rows: 6 read, 5 written, 1 skipped (image_not_found 1)" in printed
+    assert "Duplicate file names: 1 name(s) found in more than one folder" in printed
+    assert "  1000.jpg: 00/1000.jpg, 01/1000.jpg" in printed
+    saved = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert saved["duplicate_names"] == 1 and saved["duplicate_name_examples"] == {"1000.jpg": ["00/1000.jpg", "01/1000.jpg"]}
+
+    # --no_search_images: only images/test/<id>.jpg is looked at
+    assert main([*args, "--no_search_images"]) == 1
+    assert "0 written, 6 skipped (image_not_found 6)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"),
+    [("im2gps3k", "im2gps3ktest/{name}"), ("yfcc4k", "yfcc4k/{name}"), ("mp16pro", "mp16_shard_03/{flat}")],
+)
+def test_documented_layouts_under_a_parent_folder(tmp_path: Path, fmt: str, layout: str) -> None:
+    """--images may name the folder the download unzipped into, or the folder above it (Im2GPS3k's and YFCC4k's
+    zips unzip into im2gps3ktest/ and yfcc4k/; MP16-Pro's tar shards hold flattened names)."""
+    if fmt == "mp16pro":
+        rows = [make_row(MP16PRO_HEADER, IMG_ID="a5/d4/77.jpg", LAT="48.85", LON="2.35", country="France",
+                         country_code="fr")]  # fmt: skip
+        csv_path = write_table(tmp_path / "MP16_Pro_places365.csv", MP16PRO_HEADER, rows)
+    else:
+        csv_path = write_table(tmp_path / "meta.csv", ["IMG_ID", "LAT", "LON"], [["77.jpg", 48.85, 2.35]])
+    root = tmp_path / "downloads"
+    written = layout.format(name="77.jpg", flat="a5_d4_77.jpg")
+    touch_images(root, [written])
+    summary, records = convert(fmt, tmp_path / "out.jsonl", input=csv_path, images=root)
+    assert summary.written == 1 and records[0]["image"] == written
 
 
 # ------------------------------------------------------------------------------------------------ Im2GPS3k

@@ -272,6 +272,39 @@ def test_geo_r_paper_is_format_times_paper_distance() -> None:
     assert _call(REWARD_FUNCS["geo_r_paper"], [GOOD], lat=[None], lon=[2.0]) == [None]
 
 
+def test_paper_format_exact_is_the_papers_check_to_the_letter(caplog: pytest.LogCaptureFixture) -> None:
+    completions = [
+        GOOD,  # the contract: both checks pass
+        "Coordinates: (48.8566, 2.3522)",  # one pair, no tags or chain: only the paper's check passes
+        "I think it is Paris (48.8566,2.3522).",
+        REJECTED["state-synonym"],  # a chain with a synonym label: only the paper's check passes
+        "(48.8566, 2.3522) or maybe (51.5, -0.12)",  # two pairs
+        "Coordinates: (148.8566, 2.3522)",  # out of range
+        "48.8566, 2.3522",  # no parentheses
+        "junk",
+    ]
+    cols = {"lat": [PARIS[0]] * len(completions), "lon": [PARIS[1]] * len(completions)}
+    strict = _call(REWARD_FUNCS["geo_r_paper"], completions, **cols)
+    with caplog.at_level("INFO", logger="geo_r.rewards.composite"):
+        fn = get_reward_funcs(["geo_r_paper"], RewardArguments(paper_format="exact"))[0]
+        exact = _call(fn, completions, **cols)
+        _call(fn, completions, **cols)
+    assert strict[0] == pytest.approx(1.0) and strict[1:] == [0.0] * 7
+    assert exact[:4] == pytest.approx([1.0] * 4) and exact[4:] == [0.0] * 4
+    # the distance is measured from the one pair: 100 km off gives the paper map's value at 100 km
+    east = render_answer("X", "Y", "Z", 0.0, 100 / KM_PER_DEGREE).split("Coordinates:")[1].split("\n")[0]
+    assert _call(fn, [f"Coordinates: {east.strip()}"], lat=[0.0], lon=[0.0]) == pytest.approx([paper_reward(100)], abs=1e-6)
+    assert _call(fn, [GOOD], lat=[None], lon=[2.0]) == [None]
+    # which check ran is logged, once per built reward, and on the function the trainer logs
+    ran = [r.getMessage() for r in caplog.records if "geo_r_paper: format check" in r.getMessage()]
+    assert len(ran) == 1 and ran[0].startswith("geo_r_paper: format check exact (the paper's check")
+    assert fn.format_check == "exact" and REWARD_FUNCS["geo_r_paper"].format_check == "strict"
+    with pytest.raises(ValueError, match="--paper_format must be one of strict, exact; got 'loose'"):
+        RewardArguments(paper_format="loose")
+    (parsed,) = HfArgumentParser(RewardArguments).parse_args_into_dataclasses(["--paper_format", "exact"])
+    assert parsed.paper_format == "exact"
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 
@@ -475,6 +508,7 @@ _ALL_SETTINGS = [
     RewardArguments(distance_reward="geoscore", unparseable_reward="none"),
     RewardArguments(distance_reward="anneal"),
     RewardArguments(distance_reward="threshold"),
+    RewardArguments(paper_format="exact"),
 ]
 _FUNCS = [get_reward_funcs(["format", "distance", "geo_r_paper"], args) for args in _ALL_SETTINGS]
 

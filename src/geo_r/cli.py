@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mine-hard": ("geo_r.data.mining.cli", "Geo-R hard-sample mining: drop samples near base-model hotspots"),
     "export-sft": ("geo_r.sft.export", "write the training jsonl as a LLaMA-Factory sharegpt set + dataset_info.json"),
     "sft": ("geo_r.sft.train", "built-in SFT warm-up (TRL SFTTrainer, loss on the answer) -> a GRPO-ready model"),
+    "app": ("geo_r.app.cli", "local web page (Gradio, offline): a photo in, the streamed answer and a pin out"),
     "demo": ("geo_r.demo.cli", "CPU demo: tiny model + toy world, eval, SFT, eval, GRPO, eval, one table"),
 }
 

@@ -130,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"--reward_weights has {len(training.reward_weights)} values for {len(reward_funcs)} --reward_funcs "
             f"({' '.join(script.reward_funcs)})"
         )
-    logger.info("rewards: %s", ", ".join(f.__name__ for f in reward_funcs))
+    logger.info("rewards: %s", ", ".join(
+        f.__name__ + (f" (--paper_format {f.format_check})" if hasattr(f, "format_check") else "")
+        for f in reward_funcs))
 
     # Image checks hit the file system once per image: with many ranks, only each node's first process does
     # them (a failure there stops the whole torchrun job). --skip_invalid must drop the same records on every
@@ -184,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         processing_class=processor,
         peft_config=build_lora_config(model_args),
         freeze_vision_modules=model_args.freeze_vision_modules,
+        vision_reuse=model_args.vision_reuse,
+        vision_cache_max_bytes=model_args.vision_cache_max_mb * 2**20,
     )
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)

@@ -67,6 +67,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--seed", type=int, default=42, help="sampling seed (per batch / per image; default: 42)"
     )
+    model.add_argument(
+        "--num_samples",
+        type=int,
+        default=1,
+        help="test-time scaling: also sample K answers per image at --temperature / --top_p / --top_k (HF "
+        "generate num_return_sequences, vLLM n=K), kept in predictions.jsonl; the greedy answer is decoded as "
+        "well (default: 1, greedy only)",
+    )
+    model.add_argument(
+        "--aggregate",
+        default=None,
+        help="with --num_samples K: the answers to score, comma-separated, each reported side by side; the "
+        "first is the headline: greedy (the greedy answer), medoid (the sample closest in summed km to the "
+        "others), vote (most frequent country, then region, then medoid) (default: greedy,medoid,vote when "
+        "samples exist, else greedy)",
+    )
     model.add_argument("--question", default=None, help="prompt for records without their own question")
     model.add_argument(
         "--min_pixels", type=int, default=DEFAULT_MIN_PIXELS, help="as in training (default: %(default)s)"
@@ -111,7 +127,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmark",
         choices=("auto", "im2gps3k", "yfcc4k", "none"),
         default="auto",
-        help="which published rows the report lists (auto: from the data file name; none: all)",
+        help="which benchmark the data is; report.md lists published Im2GPS3k/YFCC4k rows only for that one "
+        "(auto: recognised from the data file names, e.g. im2gps3k.jsonl; none: other data, no published rows)",
+    )
+    scoring.add_argument(
+        "--abstain_km",
+        type=float,
+        default=None,
+        help="with samples: also report accuracy on the images whose sample spread (median km from the samples "
+        "to the chosen answer) is <= this, and the coverage (share of images kept)",
     )
     scoring.add_argument("--map_max_points", type=int, default=2000, help="images drawn on map.png (sampled)")
     scoring.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -130,14 +154,37 @@ def generation_settings(args: argparse.Namespace) -> GenerationSettings:
     )
 
 
+def sample_settings(args: argparse.Namespace) -> GenerationSettings | None:
+    """The decoding settings of the ``--num_samples`` samples (sampling on), None without samples."""
+    if args.num_samples < 1:
+        raise ValueError(f"--num_samples must be >= 1, got {args.num_samples}")
+    if args.num_samples == 1:
+        return None
+    if args.do_sample:
+        raise ValueError(
+            "--num_samples K always samples its K answers (at --temperature / --top_p / --top_k) and decodes the "
+            "reference answer greedily; drop --do_sample"
+        )
+    return GenerationSettings(**{**generation_settings(args).to_dict(), "do_sample": True})
+
+
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"num_samples": 1}
+"""Values a run_config.json written before a key existed stands for (so old runs still resume)."""
+
+
 def fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     """What determines the completions (written to run_config.json): resuming with a different value would
     mix two runs in one predictions file."""
-    return {
+    out = {
         "model_name_or_path": str(Path(args.model_name_or_path).resolve()),
         "question": args.question,
         "min_pixels": args.min_pixels,
         "max_pixels": args.max_pixels,
         "torch_dtype": args.torch_dtype,
         "generation": generation_settings(args).to_dict(),
+        "num_samples": args.num_samples,
     }
+    sampling = sample_settings(args)
+    if sampling is not None:
+        out["sampling"] = sampling.to_dict()
+    return out

@@ -13,7 +13,14 @@ without a model:
 
   geo-r eval --predictions preds.jsonl --data_file_paths im2gps3k.jsonl --output_dir D
 
-Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png.
+Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png and
+D/explorer.html (every photo with its answer, a sortable/filterable table and map; opens offline).
+
+Test-time scaling: sample K answers per image as well as the greedy one, and score several ways of picking
+one (each reported side by side; the first is the headline; D/confidence.png plots sample spread vs error):
+
+  geo-r eval ... --num_samples 8 --temperature 0.7 --aggregate greedy,medoid,vote --abstain_km 200
+
 Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
 reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 """
@@ -28,7 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from geo_r.eval.arguments import RUN_CONFIG_FILE, add_arguments, fingerprint, generation_settings
+from geo_r.eval.arguments import (
+    FINGERPRINT_DEFAULTS,
+    RUN_CONFIG_FILE,
+    add_arguments,
+    fingerprint,
+    generation_settings,
+    sample_settings,
+)
 
 logger = logging.getLogger("geo_r.eval")
 
@@ -55,6 +69,7 @@ def _check_run_config(out_dir: Path, expected: dict[str, Any]) -> None:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise EvalConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    stored = {**FINGERPRINT_DEFAULTS, **stored}
     differ = sorted(k for k in expected if stored.get(k) != expected[k])
     if differ:
         details = "; ".join(f"{k}: was {stored.get(k)!r}, now {expected[k]!r}" for k in differ)
@@ -150,6 +165,7 @@ def _build_generator(args: argparse.Namespace, dist: Any, records: list[Any]) ->
             gpu_memory_utilization=args.vllm_gpu_memory_utilization,
             max_model_len=args.vllm_max_model_len,
             question=args.question,
+            sample_settings=sample_settings(args),
         )
     from geo_r.eval.generate import HFGenerator, default_device
 
@@ -162,6 +178,7 @@ def _build_generator(args: argparse.Namespace, dist: Any, records: list[Any]) ->
         attn_implementation=args.attn_implementation,
         device=default_device(dist.local_rank),
         question=args.question,
+        sample_settings=sample_settings(args),
     )
 
 
@@ -209,6 +226,7 @@ def _generate(
                 dist=dist,
                 distance=args.distance,
                 progress=not args.no_progress,
+                num_samples=args.num_samples,
             )
         else:
             logger.info("all %d image(s) already have predictions in %s; scoring only", len(records), out_dir)
@@ -252,6 +270,8 @@ def _settings(
             world_size=dist.world_size,
             batch_size=args.batch_size,
             generation=generation_settings(args).to_dict(),
+            num_samples=args.num_samples,
+            sampling=None if sample_settings(args) is None else sample_settings(args).to_dict(),  # type: ignore[union-attr]
             question="default (geo_r.prompts.DEFAULT_QUESTION)" if args.question is None else args.question,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
@@ -282,20 +302,65 @@ def _print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
         f"geo-r eval: n={metrics['n']}  {accs}  median_km "
         f"{'n/a' if median is None else f'{median:.1f}'}  geoscore {metrics['geoscore']:.1f}  "
         f"parse_rate {metrics['parse_rate']:.1f}%\n  wrote {out_dir}/report.md, metrics.json, map.png, error_cdf.png"
+        + (", confidence.png" if metrics.get("aggregates") else "")
     )
+    for name, block in (metrics.get("aggregates") or {}).items():
+        med = block["median_km"]
+        accs = "  ".join(f"{accuracy_key(t)} {block[accuracy_key(t)]:.2f}" for t in metrics["thresholds_km"])
+        print(f"  {name:>6} (K={metrics['num_samples']}): {accs}  median_km {'n/a' if med is None else f'{med:.1f}'}")
+
+
+def _requested_aggregates(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--aggregate`` as a tuple (None when not given); ValueError for unknown names or a bad --abstain_km."""
+    import math
+
+    from geo_r.eval.aggregate import parse_aggregates
+
+    if args.abstain_km is not None and not (math.isfinite(args.abstain_km) and args.abstain_km >= 0):
+        raise ValueError(f"--abstain_km must be a number of km >= 0, got {args.abstain_km}")
+    return None if args.aggregate is None else parse_aggregates(args.aggregate)
+
+
+def _samples(args: argparse.Namespace, records: list[Any], out_dir: Path) -> dict[str, list[str]] | None:
+    """The K sampled completions per id: from this run's predictions.jsonl (``--num_samples K``) or from the
+    ``--predictions`` file's ``samples`` lists; None when there are none."""
+    from geo_r.eval.predictions import PREDICTIONS_FILE, read_samples
+
+    ids = {r.id for r in records}
+    if args.predictions is not None:
+        found = {k: v for k, v in read_samples(args.predictions).items() if k in ids}
+        return found or None
+    if args.num_samples < 2:
+        return None
+    found = read_samples(out_dir / PREDICTIONS_FILE, skip_partial_tail=True)
+    short = [i for i in ids if len(found.get(i, ())) != args.num_samples]
+    if short:
+        raise EvalConfigError(
+            f"{out_dir / PREDICTIONS_FILE}: {len(short)} image(s) lack {args.num_samples} samples (e.g. "
+            f"{sorted(short)[0]!r}); rerun with --overwrite"
+        )
+    return {k: v for k, v in found.items() if k in ids}
 
 
 def _run(args: argparse.Namespace) -> int:
+    from geo_r.eval.aggregate import AGGREGATES
     from geo_r.eval.metrics import check_thresholds
     from geo_r.eval.outputs import evaluate_and_write
-    from geo_r.eval.published import detect_benchmark
+    from geo_r.eval.published import resolve_benchmark
     from geo_r.eval.runner import DistEnv
 
     start = time.perf_counter()
     try:
         thresholds = check_thresholds(args.thresholds)
+        requested = _requested_aggregates(args)
         if args.predictions is None:
             generation_settings(args)  # sampling flags are checked before any data or model is loaded
+            sample_settings(args)
+            if args.num_samples < 2 and (requested not in (None, ("greedy",)) or args.abstain_km is not None):
+                raise ValueError(
+                    "--aggregate medoid/vote and --abstain_km need K sampled answers per image: add --num_samples K "
+                    "(K >= 2)"
+                )
             if args.torch_dtype:
                 from geo_r.trainer.model_loading import dtype_name
 
@@ -325,11 +390,16 @@ def _run(args: argparse.Namespace) -> int:
         if generated is None:  # not rank 0: rank 0 scores and reports
             return 0
         completions = generated
+    samples = _samples(args, records, out_dir)
+    aggregates = requested or (AGGREGATES if samples is not None else ("greedy",))
+    if samples is None and (aggregates != ("greedy",) or args.abstain_km is not None):
+        where = f"{args.predictions} has no 'samples' lists" if args.predictions else "--num_samples is 1"
+        raise EvalConfigError(
+            f"--aggregate {','.join(aggregates)} / --abstain_km need K sampled answers per image, but {where}; "
+            "generate with --num_samples K (K >= 2)"
+        )
 
-    if args.benchmark == "auto":
-        benchmark = detect_benchmark(args.data_file_paths.split(":"))
-    else:
-        benchmark = None if args.benchmark == "none" else args.benchmark
+    benchmark, benchmark_how = resolve_benchmark(args.benchmark, args.data_file_paths.split(":"))
     metrics = evaluate_and_write(
         records,
         completions,
@@ -337,11 +407,14 @@ def _run(args: argparse.Namespace) -> int:
         distance=args.distance,
         thresholds_km=thresholds,
         strict=args.strict_threshold,
-        settings=_settings(args, records, dist, time.perf_counter() - start, reused),
+        settings={**_settings(args, records, dist, time.perf_counter() - start, reused), "benchmark": benchmark_how},
         run_label=_label(args),
         benchmark=benchmark,
         map_max_points=args.map_max_points,
         seed=args.seed,
+        samples=samples,
+        aggregates=aggregates,
+        abstain_km=args.abstain_km,
     )
     _print_summary(metrics, out_dir)
     return 0

@@ -1,8 +1,9 @@
 """Score completions against the ground truth and write every output of an evaluation run.
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
-(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png`` and
-``D/report.md``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
+(one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png``,
+``D/report.md``, ``D/explorer.html`` (:mod:`geo_r.eval.explorer`) and, with ``--num_samples K``,
+``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SCORES_FILE = "scores.jsonl"
 REPORT_FILE = "report.md"
 MAP_FILE = "map.png"
 CDF_FILE = "error_cdf.png"
+CONFIDENCE_FILE = "confidence.png"
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
@@ -68,36 +70,63 @@ def evaluate_and_write(
     benchmark: str | None,
     map_max_points: int = 2000,
     seed: int = 0,
+    samples: Mapping[str, Sequence[str]] | None = None,
+    aggregates: Sequence[str] = ("greedy",),
+    abstain_km: float | None = None,
 ) -> dict[str, Any]:
-    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png and report.md; returns the metrics."""
+    """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png, explorer.html and report.md;
+    returns the metrics.
+
+    With ``samples`` (``--num_samples K``) every aggregate is scored too (``metrics["aggregates"]``, one
+    block each, :mod:`geo_r.eval.aggregate_metrics`), the first aggregate is the run's headline answer, and
+    confidence.png is written."""
     from geo_r.eval.coastlines import coastline_source
+    from geo_r.eval.explorer import EXPLORER_FILE, write_explorer
     from geo_r.eval.plots import plot_error_cdf, plot_error_map
     from geo_r.eval.report import write_report
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = score_predictions(records, completions, distance)
+    tts = None
+    if samples is not None:
+        from geo_r.eval.aggregate_metrics import score_aggregates
+
+        tts = score_aggregates(records, completions, samples, aggregates, distance=distance,
+                               thresholds_km=thresholds_km, strict=strict, abstain_km=abstain_km)
+        rows = tts.rows[aggregates[0]]
+    else:
+        rows = score_predictions(records, completions, distance)
     metrics = compute_metrics(rows, thresholds_km, strict)
+    if tts is not None:
+        metrics.update(aggregate=aggregates[0], num_samples=tts.num_samples, abstain_km=abstain_km,
+                       aggregates=tts.blocks)
     full_settings = {**settings, "distance": distance, "coastlines": coastline_source()}
     metrics["distance"] = distance
     metrics["settings"] = full_settings
     write_json_atomic(out / METRICS_FILE, metrics)
     with open(out / SCORES_FILE, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(score_line(row), ensure_ascii=False, allow_nan=False) + "\n")
+        for i, row in enumerate(rows):
+            line = score_line(row) | ({} if tts is None else {"aggregates": tts.score_fields(row.id, i)})
+            fh.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
     plot_error_map(rows, out / MAP_FILE, max_points=map_max_points, seed=seed, title=run_label)
     plot_error_cdf(
         rows, out / CDF_FILE, thresholds_km=metrics["thresholds_km"], strict=strict, title=run_label
     )
+    figures = {
+        "True (dots) and predicted (crosses) locations, joined by error lines": MAP_FILE,
+        "Cumulative error: share of all images within x km": CDF_FILE,
+    }
+    if tts is not None:
+        tts.plot(out / CONFIDENCE_FILE, abstain_km=abstain_km, title=run_label)
+        figures["Spread of the samples vs error of the chosen answer, per aggregate (log-log)"] = CONFIDENCE_FILE
+    shown = completions if tts is None else tts.results[aggregates[0]].completions  # the headline answers
+    write_explorer(out / EXPLORER_FILE, records, shown, rows, title=run_label)
     write_report(
         out / REPORT_FILE,
         metrics,
         full_settings,
         run_label=run_label,
         benchmark=benchmark,
-        figures={
-            "True (dots) and predicted (crosses) locations, joined by error lines": MAP_FILE,
-            "Cumulative error: share of all images within x km": CDF_FILE,
-        },
+        figures=figures,
     )
     return metrics

@@ -2,8 +2,9 @@
 
 Layout: one JSON object per line, ``id`` and ``completion`` (the raw model text) first, then what the harness
 derived when it wrote the line (``pred_country``, ``pred_region``, ``pred_city``, ``pred_lat``, ``pred_lon``,
-``true_lat``, ``true_lon``, ``distance_km`` under the run's distance). Only ``id`` and ``completion`` are read
-back: scoring always re-parses the completion, so ``geo-r eval --predictions FILE`` accepts any file with
+``true_lat``, ``true_lon``, ``distance_km`` under the run's distance), and with ``--num_samples K`` the K
+sampled completions in ``samples`` (``completion`` stays the greedy answer). Only ``id``, ``completion`` and
+``samples`` are read back: scoring always re-parses the completion, so ``geo-r eval --predictions FILE`` accepts any file with
 those two keys, including one written by another tool.
 
 Resuming: :class:`PredictionWriter` appends each batch, then flushes and fsyncs, so a killed run loses at most
@@ -46,8 +47,11 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def prediction_line(record: GeoRecord, completion: str, distance: str = "haversine") -> dict[str, Any]:
-    """The JSON object written for one image: raw completion, parsed fields, truth and error in km."""
+def prediction_line(
+    record: GeoRecord, completion: str, distance: str = "haversine", samples: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The JSON object written for one image: raw completion, parsed fields, truth and error in km, and with
+    ``geo-r eval --num_samples K`` the K sampled completions (``samples``)."""
     from geo_r.eval.scoring import distance_km
 
     pred = parse_prediction(completion)
@@ -68,7 +72,7 @@ def prediction_line(record: GeoRecord, completion: str, distance: str = "haversi
         "true_lon": record.lon,
         "distance_km": _finite(d),
         "distance": distance,
-    }
+    } | ({} if samples is None else {"samples": list(samples)})
 
 
 def repair_tail(path: str | os.PathLike) -> int:
@@ -203,6 +207,23 @@ def read_predictions(
         first_line[pid] = line_no
     if repeated:
         logger.warning("%s: %d repeated id(s) ignored (first prediction kept)", p, repeated)
+    return out
+
+
+def read_samples(path: str | os.PathLike, *, skip_partial_tail: bool = False) -> dict[str, list[str]]:
+    """``id -> sampled completions`` of the lines that have a ``samples`` list (first line of an id wins);
+    :class:`PredictionsFileError` naming ``file:line`` when ``samples`` is not a list of strings."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: predictions file not found")
+    out: dict[str, list[str]] = {}
+    for line_no, obj in iter_prediction_lines(p, skip_partial_tail=skip_partial_tail):
+        samples = obj.get("samples")
+        if samples is None or obj["id"] in out:
+            continue
+        if not isinstance(samples, list) or not samples or not all(isinstance(t, str) for t in samples):
+            raise PredictionsFileError(f"{p}:{line_no}: 'samples' must be a non-empty list of completion strings")
+        out[obj["id"]] = samples
     return out
 
 

@@ -1,4 +1,7 @@
-"""Published Im2GPS3k / YFCC4k results that every evaluation report prints next to ours, each with its source.
+"""Published Im2GPS3k / YFCC4k results that an evaluation report prints next to ours, each with its source.
+
+They are listed only when the run's data is that benchmark (``geo-r eval --benchmark im2gps3k|yfcc4k``, or
+recognised from the data file names): numbers on other data are not comparable to them.
 
 The numbers are copied from the project's literature note (``notes/geolocation_sota.md`` section 2.1, which
 cites the paper or list each one comes from). They are reference rows, not something we reproduced: the
@@ -106,3 +109,26 @@ def detect_benchmark(data_files: Sequence[str | Path]) -> str | None:
         hits = {key for key in BENCHMARKS if key in name}
         found.add(hits.pop() if len(hits) == 1 else None)
     return found.pop() if len(found) == 1 else None
+
+
+BENCHMARK_SIZES: dict[str, int] = {"im2gps3k": 2997, "yfcc4k": 4536}
+"""Images in each full benchmark, to say when a run covers only part of it."""
+
+
+def resolve_benchmark(flag: str, data_files: Sequence[str | Path]) -> tuple[str | None, str]:
+    """The benchmark key of a run (None: not a published benchmark) and a sentence saying how it was decided.
+
+    ``flag`` is ``geo-r eval --benchmark``: ``auto`` recognises the data file names (:func:`detect_benchmark`),
+    ``none`` says the data is no published benchmark, a benchmark key says it is that one.
+    """
+    names = ", ".join(Path(p).name for p in data_files)
+    if flag == "none":
+        return None, "not a published benchmark (--benchmark none)"
+    if flag in BENCHMARKS:
+        return flag, f"{BENCHMARKS[flag]} (--benchmark {flag})"
+    if flag != "auto":
+        raise ValueError(f"unknown --benchmark {flag!r}; choose auto, none or one of {', '.join(BENCHMARKS)}")
+    found = detect_benchmark(data_files)
+    if found is None:
+        return None, f"not recognised as Im2GPS3k or YFCC4k from the data file name(s) {names}"
+    return found, f"{BENCHMARKS[found]} (recognised from the data file name(s) {names})"

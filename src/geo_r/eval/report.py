@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from geo_r.eval.metrics import WORST_CASE_KM, accuracy_key
-from geo_r.eval.published import BENCHMARKS, PUBLISHED_THRESHOLDS_KM, published_for
+from geo_r.eval.published import BENCHMARK_SIZES, BENCHMARKS, PUBLISHED_THRESHOLDS_KM, published_for
 
 DASH = "–"
 
@@ -41,17 +41,37 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
 
 
 def accuracy_table(metrics: Mapping[str, Any], run_label: str, benchmark: str | None) -> list[str]:
-    """Markdown lines: this run's acc@1/25/200/750/2500 km, then the published rows of the benchmark (all
-    benchmarks when it is unknown), each with its setting and source."""
+    """Markdown lines: this run's acc@1/25/200/750/2500 km, then the published rows of the benchmark, each with
+    its setting and source (none when the data is not a published benchmark: they would not be comparable)."""
     header = ["Method", "Setting", "Benchmark", *(f"{t:g} km" for t in PUBLISHED_THRESHOLDS_KM), "Source"]
     numeric = range(3, 3 + len(PUBLISHED_THRESHOLDS_KM))
     bench_name = BENCHMARKS.get(benchmark or "", "this data")
     ours = [f"**{run_label}**", "this run", bench_name]
     ours += [f"**{_pct(metrics.get(accuracy_key(t)))}**" for t in PUBLISHED_THRESHOLDS_KM]
     rows = [ours + ["metrics.json"]]
-    for r in published_for(benchmark):
+    for r in published_for(benchmark) if benchmark is not None else []:
         rows.append([r.method, r.setting, BENCHMARKS[r.benchmark], *(_pct(a) for a in r.acc), r.source])
     return _table(header, rows, numeric)
+
+
+def _benchmark_note(metrics: Mapping[str, Any], settings: Mapping[str, Any], benchmark: str | None) -> list[str]:
+    """What data this is, how that was decided, and what the published rows are (when they are shown)."""
+    how = settings.get("benchmark")
+    if benchmark is None:
+        return [
+            f"Data: {how or 'not a published benchmark'}. Published Im2GPS3k / YFCC4k rows are listed only for "
+            "those benchmarks (`--benchmark im2gps3k|yfcc4k`, or a data file named after one); on other data "
+            "they are not comparable."
+        ]
+    size = BENCHMARK_SIZES[benchmark]
+    part = "" if metrics["n"] == size else f" ({metrics['n']:,} of its {size:,} images: not the full test set)"
+    return [
+        f"Data: {how or BENCHMARKS[benchmark]}{part}. "
+        "Published rows are the numbers their papers report (sources in the last column), not reproductions. "
+        "Their code bases differ in distance and threshold test (GeoCLIP: geodesic, `<=`; G3 / GeoRanker: "
+        "geodesic, `<`; Geo-R, GeoEstimation, OSV-5M: haversine): rerun with `--distance geodesic` and/or "
+        "`--strict_threshold` to match one exactly."
+    ]
 
 
 def render_report(
@@ -86,12 +106,9 @@ def render_report(
         )
         + "). Unparseable answers count as misses at every threshold.",
         "",
-        "Published rows are the numbers their papers report (sources in the last column), not reproductions. "
-        "Their code bases differ in distance and threshold test (GeoCLIP: geodesic, `<=`; G3 / GeoRanker: "
-        "geodesic, `<`; Geo-R, GeoEstimation, OSV-5M: haversine): rerun with `--distance geodesic` and/or "
-        "`--strict_threshold` to match one exactly.",
-        "",
     ]
+    lines += _benchmark_note(metrics, settings, benchmark)
+    lines += [""]
     if list(metrics.get("thresholds_km", [])) != list(PUBLISHED_THRESHOLDS_KM):
         extra = [
             [accuracy_key(t), _pct(metrics.get(accuracy_key(t)))] for t in metrics.get("thresholds_km", [])
@@ -149,6 +166,11 @@ def render_report(
         cont_rows,
         range(1, 5 + len(thresholds)),
     )
+    from geo_r.eval.report_aggregates import aggregate_section
+
+    section = aggregate_section(metrics)
+    if section:
+        lines += ["", *section]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():

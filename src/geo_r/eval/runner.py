@@ -112,8 +112,12 @@ def generate_predictions(
     dist: DistEnv | None = None,
     distance: str = "haversine",
     progress: bool = True,
+    num_samples: int = 1,
 ) -> int:
     """Generate and append predictions for this rank's pending records; returns how many were written.
+
+    With ``num_samples`` > 1 each line also holds that many sampled completions (``samples``), written with
+    the greedy answer in one line, so a resumed run redoes an image wholly or not at all.
 
     Call it on every rank; each reads the done set, waits for the others, then works on its own shard. The
     caller merges shards on rank 0 after a final :func:`barrier`.
@@ -150,8 +154,15 @@ def generate_predictions(
                     raise RuntimeError(
                         f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
                     )
+                samples: list[list[str] | None] = [None] * len(batch)
+                if num_samples > 1:
+                    samples = list(generator.generate_samples(batch, num_samples))
+                    if len(samples) != len(batch) or any(len(s) != num_samples for s in samples):  # type: ignore[arg-type]
+                        raise RuntimeError(
+                            f"{generator.name} backend returned a wrong number of samples for {len(batch)} image(s)"
+                        )
                 written += writer.append(
-                    prediction_line(r, c, distance) for r, c in zip(batch, completions, strict=True)
+                    prediction_line(r, c, distance, s) for r, c, s in zip(batch, completions, samples, strict=True)
                 )
                 bar.update(len(batch))
     finally:

@@ -48,10 +48,17 @@ def request_seed(seed: int, record_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(record_id.encode("utf-8"))) % (2**31 - 1)
 
 
-def sampling_kwargs(settings: GenerationSettings, blocked_token_ids: Sequence[int]) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams`` (without the per-request seed)."""
+def sampling_kwargs(
+    settings: GenerationSettings, blocked_token_ids: Sequence[int], n: int = 1
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams`` (without the per-request seed); ``n`` answers per
+    prompt (``geo-r eval --num_samples``; n > 1 needs sampling settings)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if n > 1 and not settings.do_sample:
+        raise ValueError("n > 1 answers per prompt need do_sample=True (greedy answers would all be equal)")
     kwargs: dict[str, Any] = {
-        "n": 1,
+        "n": n,
         "max_tokens": settings.max_new_tokens,
         "repetition_penalty": settings.repetition_penalty,
         "skip_special_tokens": True,
@@ -153,6 +160,7 @@ class VLLMGenerator:
         gpu_memory_utilization: float = 0.85,
         max_model_len: int | None = None,
         question: str | None = None,
+        sample_settings: GenerationSettings | None = None,
     ) -> None:
         require_vllm()
         from vllm import LLM
@@ -161,11 +169,13 @@ class VLLMGenerator:
         from geo_r.trainer.processor import family_of, load_processor, vision_special_token_ids
 
         self.settings = settings
+        self.sample_settings = sample_settings
         self.question = question
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.processor = load_processor(model_path, min_pixels=min_pixels, max_pixels=max_pixels)
         self.factor = family_of(model_type_of(model_path)).factor
-        self.sampling = sampling_kwargs(settings, vision_special_token_ids(self.processor))
+        self.blocked_token_ids = vision_special_token_ids(self.processor)
+        self.sampling = sampling_kwargs(settings, self.blocked_token_ids)
         self.llm = LLM(
             **llm_kwargs(
                 model_path,
@@ -182,6 +192,20 @@ class VLLMGenerator:
 
     def generate(self, records: Sequence[GeoRecord]) -> list[str]:
         """Completions for a batch; vLLM schedules the requests itself."""
+        return [texts[0] for texts in self._generate(records, self.sampling, self.settings.seed)]
+
+    def generate_samples(self, records: Sequence[GeoRecord], num_samples: int) -> list[list[str]]:
+        """``num_samples`` sampled completions per record: one request each with ``n = num_samples``."""
+        if self.sample_settings is None:
+            raise ValueError("generate_samples needs sample_settings")
+        kwargs = sampling_kwargs(self.sample_settings, self.blocked_token_ids, n=num_samples)
+        out = self._generate(records, kwargs, self.sample_settings.seed)
+        if any(len(texts) != num_samples for texts in out):
+            raise RuntimeError(f"vLLM returned {[len(t) for t in out]} completions, expected {num_samples} each")
+        return out
+
+    def _generate(self, records: Sequence[GeoRecord], sampling: dict[str, Any], seed: int) -> list[list[str]]:
+        """Every completion of every record's request (``sampling['n']`` each), in order."""
         from vllm import SamplingParams
 
         if not records:
@@ -194,8 +218,6 @@ class VLLMGenerator:
             max_pixels=self.max_pixels,
             question=self.question,
         )
-        params = [
-            SamplingParams(**self.sampling, seed=request_seed(self.settings.seed, r.id)) for r in records
-        ]
+        params = [SamplingParams(**sampling, seed=request_seed(seed, r.id)) for r in records]
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
-        return [out.outputs[0].text for out in outputs]
+        return [[o.text for o in out.outputs] for out in outputs]

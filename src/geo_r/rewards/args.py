@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 DISTANCE_REWARDS = ("paper", "geoscore", "anneal", "threshold")
 UNPARSEABLE_REWARDS = ("zero", "none")
+PAPER_FORMATS = ("strict", "exact")
 
 
 def _parse_float_list(text: str, flag: str) -> tuple[float, ...]:
@@ -95,8 +96,24 @@ class RewardArguments:
         },
     )
 
+    paper_format: str = field(
+        default="strict",
+        metadata={
+            "help": "The format factor of the 'geo_r_paper' composite. 'strict' (default): the 'format' reward's "
+            "check, the whole answer contract (think/answer tags, Country/Region/City lines, one pair). 'exact': "
+            "the paper's check to the letter, 1 when the completion holds exactly one valid (lat, lon) pair in "
+            "parentheses, nothing else required; the distance is then measured from that pair. Which one ran "
+            "is logged when the reward is built.",
+            "choices": list(PAPER_FORMATS),
+        },
+    )
+
     def __post_init__(self) -> None:
         """Check every value now, so a bad flag fails before any model is loaded."""
+        if self.paper_format not in PAPER_FORMATS:
+            raise ValueError(
+                f"--paper_format must be one of {', '.join(PAPER_FORMATS)}; got {self.paper_format!r}"
+            )
         if self.distance_reward not in DISTANCE_REWARDS:
             raise ValueError(
                 f"--distance_reward must be one of {', '.join(DISTANCE_REWARDS)}; got {self.distance_reward!r}"

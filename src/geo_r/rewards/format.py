@@ -70,6 +70,21 @@ def follows_contract(text: str) -> bool:
     return math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90.0 and abs(lon) <= 180.0
 
 
+def paper_pair(text: str) -> tuple[float, float] | None:
+    """The Geo-R paper's format check, to the letter: the one ``(lat, lon)`` pair of ``text`` when it holds
+    exactly one pair of decimal degrees, comma-separated inside parentheses, and that pair is in range; else
+    None. Nothing else is required (no tags, no chain); never raises. Used by ``--paper_format exact``."""
+    if not isinstance(text, str):
+        return None
+    pairs = list(_PAIR.finditer(text))
+    if len(pairs) != 1:
+        return None
+    lat, lon = float(pairs[0].group("lat")), float(pairs[0].group("lon"))
+    if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90.0 and abs(lon) <= 180.0):
+        return None
+    return lat, lon
+
+
 def _valid_name(value: str) -> bool:
     value = value.strip()
     return (

@@ -7,23 +7,49 @@ Additions, each small:
   ``<|vision_start|>`` or ``<|video_pad|>`` breaks the next forward pass with "image features and image
   tokens do not match");
 - ``freeze_vision_modules`` and a guard that LoRA never lands in the vision tower;
-- ``--data_seed`` seeds the prompt order, as in transformers' Trainer (TRL uses ``--seed`` only).
+- ``--data_seed`` seeds the prompt order, as in transformers' Trainer (TRL uses ``--seed`` only);
+- each photo is encoded by the vision tower once per pass (the group's copies share it) and, with the tower
+  frozen, once per optimizer step; its pixels are processed once per step (:mod:`geo_r.trainer.vision_cache`,
+  :mod:`geo_r.trainer.image_memo`; ``vision_reuse=False`` turns both off). The log shows ``vision/encodings``.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import logging
 from typing import Any
 
+import torch
 from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
-from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km
+from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km, completion_points
+from geo_r.trainer.image_memo import (
+    ImageDecodeMemo,
+    ImageProcessorMemo,
+    memoized_image_processor,
+    undecoded_images,
+)
 from geo_r.trainer.model_loading import freeze_vision_tower
 from geo_r.trainer.processor import vision_special_token_ids
+from geo_r.trainer.vision_cache import (
+    DEFAULT_MAX_BYTES,
+    VisionReuseCache,
+    find_vision_towers,
+    install_vision_reuse,
+    same_weights,
+    tower_is_frozen,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def _always() -> bool:
+    return True
 
 
 def _block_tokens_kwargs(token_ids: list[int], use_vllm: bool) -> dict[str, Any]:
@@ -38,21 +64,109 @@ class GeoGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "geo-r", "geolocation"]
 
-    def __init__(self, *args: Any, freeze_vision_modules: bool = False, **kwargs: Any) -> None:
-        training_args = kwargs.get("args")
-        processing_class = kwargs.get("processing_class")
+    def __init__(
+        self,
+        *args: Any,
+        freeze_vision_modules: bool = False,
+        vision_reuse: bool = True,
+        vision_cache_max_bytes: int = DEFAULT_MAX_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        bound = inspect.signature(GRPOTrainer.__init__).bind(None, *args, **kwargs)
+        training_args = bound.arguments.get("args")
+        processing_class = bound.arguments.get("processing_class")
         if training_args is not None and processing_class is not None:
             blocked = vision_special_token_ids(processing_class)
             if blocked:
+                # a copy: the caller's GRPOConfig is theirs (they may build another trainer from it)
+                training_args = copy.copy(training_args)
                 user_kwargs = dict(training_args.generation_kwargs or {})
                 training_args.generation_kwargs = {**_block_tokens_kwargs(blocked, training_args.use_vllm), **user_kwargs}
-        super().__init__(*args, **kwargs)
+                bound.arguments["args"] = training_args
+        super().__init__(*bound.args[1:], **bound.kwargs)
         self._geo_buffers = {"train": GeoMetricsBuffer(), "eval": GeoMetricsBuffer()}
         if freeze_vision_modules:
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             n = freeze_vision_tower(base)
             logger.info("froze the vision tower: %d parameters", n)
         self._check_no_vision_adapters()
+        self._vision_cache: VisionReuseCache | None = None
+        self._image_memo: ImageProcessorMemo | None = None
+        self._decode_memo: ImageDecodeMemo | None = None
+        if vision_reuse:
+            self._setup_vision_reuse(vision_cache_max_bytes)
+
+    def _setup_vision_reuse(self, max_bytes: int) -> None:
+        """Wrap the policy's (and the reference model's) vision tower and memoize image processing per step."""
+        towers = find_vision_towers(self.model)
+        if not towers:
+            logger.info("vision reuse: no Qwen-VL vision tower found; nothing to reuse")
+            return
+        self._vision_cache = VisionReuseCache(max_bytes=max_bytes)
+        for tower in towers:
+            install_vision_reuse(tower, self._vision_cache, group="policy")
+        if self.ref_model is not None:
+            # the reference model shares cached outputs only when its tower holds the policy's weights
+            for tower in find_vision_towers(self.ref_model):
+                # it is never trained: cacheable when shared only while the policy's tower is frozen too
+                if same_weights(tower, towers[0]):
+                    group, frozen = "policy", functools.partial(tower_is_frozen, towers[0])
+                else:
+                    group, frozen = "reference", _always
+                install_vision_reuse(tower, self._vision_cache, group=group, frozen=frozen)
+                logger.info("vision reuse: the reference model's tower %s the policy's outputs",
+                            "shares" if group == "policy" else "does not share (different weights)")
+        if getattr(self.processing_class, "image_processor", None) is not None:
+            self._image_memo = ImageProcessorMemo(self.processing_class.image_processor)
+        # photos decoded once per batch: datasets would decode every copy of a prompt
+        decoders: dict[str, Any] = {}
+        self.train_dataset, found = undecoded_images(self.train_dataset)
+        decoders.update(found)
+        if isinstance(self.eval_dataset, dict):
+            for key, dataset in list(self.eval_dataset.items()):
+                self.eval_dataset[key], found = undecoded_images(dataset)
+                decoders.update(found)
+        else:
+            self.eval_dataset, found = undecoded_images(self.eval_dataset)
+            decoders.update(found)
+        self._decode_memo = ImageDecodeMemo(decoders) if decoders else None
+        self.add_callback(_VisionStepCallback(self))
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._decode_memo is not None:
+            inputs = self._decode_memo.decode_rows(inputs)
+        if self._image_memo is None:
+            return super()._generate_and_score_completions(inputs)
+        try:
+            with memoized_image_processor(self.processing_class, self._image_memo):
+                return super()._generate_and_score_completions(inputs)
+        finally:
+            self._image_memo.forget()  # the rollout's two processor calls are done; keep no pixels past it
+
+    def _log_vision_step(self) -> None:
+        """Log this step's vision work (summed over processes), then drop the step's cached outputs."""
+        stats = self._vision_cache.end_step()
+        memo = self._image_memo.end_step() if self._image_memo is not None else (0, 0)
+        decoded = self._decode_memo.end_step() if self._decode_memo is not None else 0
+        local = [stats.images, stats.encodings, stats.cache_hits, stats.dummy_calls, stats.seconds,
+                 stats.peak_cache_bytes / 2**20, memo[0], decoded]
+        totals = self.accelerator.gather(torch.tensor([local], dtype=torch.float64, device=self.accelerator.device))
+        images, encodings, hits, dummy, seconds, peak_mb, processed, decoded = totals.sum(0).tolist()
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        metrics["vision/images"].append(images)
+        metrics["vision/encodings"].append(encodings)
+        metrics["vision/cache_hits"].append(hits)
+        metrics["vision/seconds"].append(seconds)
+        metrics["vision/cache_peak_mb"].append(peak_mb)
+        metrics["vision/images_processed"].append(processed)
+        if self._decode_memo is not None:
+            metrics["vision/images_decoded"].append(decoded)
+        if dummy:
+            metrics["vision/zero3_dummy_calls"].append(dummy)
+        if stats.cache_full:
+            logger.warning("vision reuse: the per-step cache bound was reached (%d images not cached)",
+                           stats.cache_full)
 
     def _check_no_vision_adapters(self) -> None:
         """LoRA in the vision tower would silently train it; refuse instead."""
@@ -75,7 +189,9 @@ class GeoGRPOTrainer(GRPOTrainer):
         if inputs and "lat" in inputs[0] and "lon" in inputs[0]:
             errors = completion_errors_km(completions, [x["lat"] for x in inputs], [x["lon"] for x in inputs])
             mode = "train" if self.model.training else "eval"
-            self._geo_buffers[mode].add(gather_object(errors))
+            group_size = self.num_generations if mode == "train" else self.num_generations_eval
+            points = gather_object(completion_points(completions))
+            self._geo_buffers[mode].add(gather_object(errors), points, group_size)
         return rewards
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -85,3 +201,16 @@ class GeoGRPOTrainer(GRPOTrainer):
             geo = {f"eval_{k}": v for k, v in geo.items()}
         logs.update(geo)
         super().log(logs, start_time)
+
+
+class _VisionStepCallback(TrainerCallback):
+    """Ends the vision cache's step at each optimizer step (cached outputs never outlive their step)."""
+
+    def __init__(self, trainer: GeoGRPOTrainer) -> None:
+        self._trainer = trainer
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._trainer._log_vision_step()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._trainer._vision_cache.clear()

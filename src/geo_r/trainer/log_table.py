@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-_FIXED = ["reward", "reward_std", "geo/parse_rate", "geo/distance_km_median", "geo/acc@2500km", "kl", "loss"]
+_FIXED = ["reward", "reward_std", "geo/parse_rate", "geo/distance_km_median", "geo/acc@2500km",
+          "geo/best_of_group_acc@750km", "geo/group_spread_km", "kl", "loss"]
 
 
 def log_rows(state_path: str | Path) -> list[dict]:

@@ -79,10 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(osv5m and raw yfcc4k default to '{id}.jpg')",
     )
     parser.add_argument(
+        "--no_search_images",
+        dest="search_images",
+        action="store_false",
+        help="look for each image only at the path the row gives (and MP16-Pro's flattened name); by default an "
+        "image not there is found by file name anywhere under --images (OSV-5M's shards unzip into images/test/00/, "
+        "01/, ...), walking the folder once (about 150 bytes per file) and reporting names found in two folders",
+    )
+    parser.add_argument(
         "--search_images",
+        dest="search_images",
         action="store_true",
-        help="find images anywhere under --images by file name (OSV-5M shards unzip into sub-folders); builds a "
-        "name index of the folder once, about 150 bytes per file",
+        default=True,
+        help="search sub-folders by file name (the default; kept for older scripts)",
     )
     parser.add_argument(
         "--id_prefix", default="", help="text put before every id, e.g. 'mp16_' (default: none)"

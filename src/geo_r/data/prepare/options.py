@@ -21,7 +21,7 @@ class PrepareOptions:
     image_pattern: str | None = None  # image name from the id, e.g. "{id}.jpg"
     id_prefix: str = ""
     limit: int | None = None  # read at most this many source rows (quick tries)
-    search_images: bool = False  # look for images by file name anywhere under ``images``
+    search_images: bool = True  # look for a missing image by file name anywhere under ``images``
     chains: str = "source"  # "source": keep the source's names, fill gaps offline; "geonames": relabel all
     question: str | None = None  # human turn text after "<image>"; None: geo_r.prompts.DEFAULT_QUESTION
     conversations: bool = True  # write the SFT conversation (human question + Chain-of-Region answer)

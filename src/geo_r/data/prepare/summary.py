@@ -11,6 +11,7 @@ from .chains import ChainCounts
 from .rows import Skip
 
 MAX_EXAMPLES = 5
+MAX_DUPLICATES = 5  # file names found in several folders kept as examples (all are counted)
 TOP_COUNTRIES = 10
 
 
@@ -27,6 +28,8 @@ class PrepareSummary:
     examples: dict[str, list[str]] = field(default_factory=dict)
     images_checked: bool = False
     image_lookups: Counter[str] = field(default_factory=Counter)
+    n_duplicate_names: int = 0  # file names found in two or more folders of the image tree
+    duplicate_names: dict[str, list[str]] = field(default_factory=dict)  # a few of them -> their paths
     chains: ChainCounts = field(default_factory=ChainCounts)
     countries: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -69,6 +72,15 @@ class PrepareSummary:
             if self.image_lookups["ambiguous"]:
                 line += f" ({self.image_lookups['ambiguous']} of them match several files by name)"
             lines.append(line)
+            if self.n_duplicate_names:
+                lines.append(
+                    f"Duplicate file names: {self.n_duplicate_names} name(s) found in more than one folder; rows "
+                    "naming them by file name alone are skipped, give the path relative to --images instead"
+                )
+                for name, paths in self.duplicate_names.items():
+                    lines.append(f"  {name}: {', '.join(paths)}")
+                if self.n_duplicate_names > len(self.duplicate_names):
+                    lines.append(f"  ... and {self.n_duplicate_names - len(self.duplicate_names)} more")
         else:
             lines.append("Images: not checked (no --images folder given)")
         c = self.chains
@@ -100,6 +112,8 @@ class PrepareSummary:
             "skipped_examples": self.examples,
             "images_checked": self.images_checked,
             "image_lookups": dict(self.image_lookups),
+            "duplicate_names": self.n_duplicate_names,
+            "duplicate_name_examples": self.duplicate_names,
             "chains": vars(self.chains).copy(),
             "countries": dict(self.countries.most_common()),
             "notes": list(self.notes),

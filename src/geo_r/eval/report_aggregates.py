@@ -1,0 +1,80 @@
+"""The report's test-time scaling section: one row per aggregate side by side, then each one's confidence.
+
+Built from ``metrics["aggregates"]`` alone (written by ``geo-r eval --num_samples K``); a one-answer run has
+no such key and gets no section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from geo_r.eval.metrics import accuracy_key
+
+EXPLAIN = {
+    "greedy": "the greedy answer (the reference row)",
+    "medoid": "the sample with the smallest summed great-circle distance to the other parsed samples",
+    "vote": "most frequent country among the samples, then most frequent region in it, then the medoid of "
+    "those samples (ties broken by the medoid)",
+}
+
+
+def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the section (empty when the run has no aggregates)."""
+    from geo_r.eval.report import _km, _num, _pct, _table
+
+    blocks: Mapping[str, Any] = metrics.get("aggregates") or {}
+    if not blocks:
+        return []
+    thresholds = metrics.get("thresholds_km", [])
+    k = metrics.get("num_samples")
+    lines = [
+        f"## Test-time scaling: {k} samples per image, one answer per aggregate",
+        "",
+        f"The headline numbers above are **{metrics.get('aggregate')}**'s. Aggregates: "
+        + "; ".join(f"**{name}**: {EXPLAIN.get(name, name)}" for name in blocks)
+        + ". A sample's country and region are those of its coordinates (reverse geocoded offline).",
+        "",
+    ]
+    header = ["aggregate", "parsed %", *(f"{t:g} km" for t in thresholds), "median km", "GeoScore",
+              "country (names) %", "spread median km", "Spearman(spread, error)"]
+    rows = []
+    for name, b in blocks.items():
+        c = b.get("confidence", {})
+        rho = c.get("spearman_spread_error")
+        rows.append([f"**{name}**", _pct(b.get("parse_rate")), *(_pct(b.get(accuracy_key(t))) for t in thresholds),
+                     _km(b.get("median_km")), _num(b.get("geoscore")), _pct(b.get("country_acc")),
+                     _km(c.get("spread_km_median")), "–" if rho is None else f"{rho:.2f}"])
+    lines += _table(header, rows, range(1, len(header)))
+    lines += [
+        "",
+        "Spread: median distance from the parsed samples to the aggregate's chosen point; a positive Spearman "
+        "correlation means a tighter group of samples goes with a smaller error, so the spread says how sure "
+        "the model is.",
+        "",
+    ]
+    for name, b in blocks.items():
+        c = b.get("confidence", {})
+        lines += [f"### Confidence of {name}: error by spread decile", ""]
+        dec = [
+            [str(r["bin"]), f"{_km(r['spread_km_min'])} – {_km(r['spread_km_max'])}", str(r["n"]),
+             f"{100 * r['country_agreement_mean']:.0f}%", _km(r["error_km_p10"]), _km(r["error_km_p50"]),
+             _km(r["error_km_p90"]), _pct(r.get("acc@25km")), _pct(r.get("acc@750km"))]
+            for r in c.get("deciles", [])
+        ]
+        if dec:
+            lines += _table(["decile", "spread km", "n", "same country", "error p10 km", "error p50 km",
+                             "error p90 km", "25 km %", "750 km %"], dec, range(2, 9))
+        else:
+            lines += ["No image has both a chosen point and a parsed sample."]
+        missing = b["n"] - c.get("n_with_spread", 0)
+        if missing:
+            lines += ["", f"{missing} image(s) without a spread (no parsed chosen answer or no parsed sample)."]
+        ab = c.get("abstention")
+        if ab:
+            accs = ", ".join(f"{accuracy_key(t)} {_pct(ab.get(accuracy_key(t)))}%" for t in thresholds)
+            lines += ["", f"Answering only when the spread is <= {ab['abstain_km']:g} km (`--abstain_km`): "
+                      f"coverage **{_pct(ab['coverage'])}%** ({ab['n_kept']} of {b['n']} images); on those: {accs}; "
+                      f"median {_km(ab['median_km'])} km."]
+        lines.append("")
+    return lines
