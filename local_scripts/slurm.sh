@@ -18,10 +18,12 @@ export NNODES MASTER_ADDR MASTER_PORT NPROC_PER_NODE RDZV_BACKEND RDZV_ID GEO_R_
 GEO_R_STOP_MODE="${GEO_R_STOP_MODE:-save}"   # save: trainers checkpoint and stop; kill: end the step at once (eval)
 
 _geo_r_on_signal() {
-  echo "Geo-R SLURM: $1 received (time limit near or pre-emption): asking the job to stop${GEO_R_STOP_MODE/save/ after a checkpoint}" >&2
   touch "$GEO_R_STOP_FILE"
   if [[ "$GEO_R_STOP_MODE" == kill && -n "${_GEO_R_SRUN_PID:-}" ]]; then
+    echo "Geo-R SLURM: $1 received (time limit near): ending the job step, to be requeued" >&2
     kill -TERM "$_GEO_R_SRUN_PID" 2>/dev/null || true
+  else
+    echo "Geo-R SLURM: $1 received (time limit near): every rank saves a checkpoint at the next step end and stops" >&2
   fi
 }
 
@@ -31,8 +33,9 @@ geo_r_slurm_run() {
   rm -f "$GEO_R_STOP_FILE"
   export GEO_R_LAUNCH_COMMAND="sbatch the same script again from the same folder with the same settings (or scontrol requeue $SLURM_JOB_ID)"
   echo "Geo-R SLURM job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}): $NNODES node(s) x $NPROC_PER_NODE process(es), c10d rendezvous at $MASTER_ADDR:$MASTER_PORT"
+  # USR1: --signal=B:USR1@N, N seconds before the time limit. A pre-emption (SIGTERM to every step) is left to
+  # SLURM: torchrun stops at once and --requeue restarts the job from the newest complete checkpoint.
   trap '_geo_r_on_signal USR1' USR1
-  trap '_geo_r_on_signal TERM' TERM
   # One task per node; NODE_RANK from SLURM_NODEID (c10d assigns the ranks, the launchers check the range).
   # --kill-on-bad-exit: a node that fails ends the others at once instead of leaving them to time out.
   srun --ntasks-per-node=1 --ntasks="$NNODES" --kill-on-bad-exit=1 \
@@ -44,7 +47,7 @@ geo_r_slurm_run() {
     wait "$_GEO_R_SRUN_PID" && rc=0 || rc=$?
     if ! kill -0 "$_GEO_R_SRUN_PID" 2>/dev/null; then break; fi
   done
-  trap - USR1 TERM
+  trap - USR1
   if [[ -f "$GEO_R_STOP_FILE" ]]; then
     rm -f "$GEO_R_STOP_FILE"
     if [[ "$GEO_R_REQUEUE" == 1 ]]; then

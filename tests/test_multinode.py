@@ -286,9 +286,10 @@ def test_slurm_scripts_launch_torchrun_on_every_node(tmp_path, sbatch, entry, ex
 
 
 @pytest.mark.distributed
-def test_slurm_time_limit_signal_asks_for_a_checkpoint_and_requeues(tmp_path):
+@pytest.mark.parametrize(("sbatch", "said"), [("grpo.sbatch", "saves a checkpoint"), ("eval.sbatch", "ending the job")])
+def test_slurm_time_limit_signal_asks_for_a_checkpoint_and_requeues(tmp_path, sbatch, said):
     env = {**_slurm_env(tmp_path), "FAKE_TORCHRUN_SLEEP": "4"}
-    proc = subprocess.Popen(["bash", "run_scripts/slurm/grpo.sbatch"], cwd=REPO, env=env,
+    proc = subprocess.Popen(["bash", f"run_scripts/slurm/{sbatch}"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "calls.jsonl"
     deadline = time.monotonic() + 120
@@ -301,7 +302,7 @@ def test_slurm_time_limit_signal_asks_for_a_checkpoint_and_requeues(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert ["requeue", "4242"] in [c["args"] for c in _calls(log, "scontrol")]
-    assert "requeueing job 4242" in err and not stop_file.exists()
+    assert "requeueing job 4242" in err and said in err and not stop_file.exists()
 
 
 # ---------------------------------------------------------------- 2 nodes on one machine, real training

@@ -122,9 +122,10 @@ class Heartbeat:
     def _node(self, rank: int) -> str:
         host = self._hosts.get(rank)
         if host is None and self._store is not None:
-            try:
-                host = self._store.get(f"host/{rank}").decode()
-            except Exception:  # noqa: BLE001 - the rank never published its host
+            key = f"host/{rank}"
+            try:  # check first: get() would wait for a key that a rank dead before its first beat never wrote
+                host = self._store.get(key).decode() if self._store.check([key]) else "never started its heartbeat"
+            except Exception:  # noqa: BLE001 - the store itself is gone
                 host = "unknown host"
             self._hosts[rank] = host
         return f"rank {rank} (node {rank // max(self.local_world_size, 1)}, {host})"
