@@ -56,6 +56,7 @@ def test_identical_runs_give_the_readme_table(tmp_path: Path) -> None:
     assert result["identical"] is True and len(result["runs"]) == 2 and result["seed"] == 0
     assert result["spread"]["sft"]["median_km"] == 0.0
     assert result["packages"]["torch"] and result["machine"]["cpu_count"] and "bench_demo_reproduce.py" in result["command"]
+    assert result["machine"]["torch_threads"] and result["machine"]["torch_cpu_capability"]  # they change the numbers
     assert result["runs"][0]["clone_commit"] == result["repo_commit"]
     kept = Path(proc.stdout.split("clones and logs kept in ")[1].split()[0])
     # each run used its own fresh clone's code: its src/ first on PYTHONPATH
