@@ -119,12 +119,12 @@ PIP=("$PY" -m pip install --disable-pip-version-check)
 start=$(date +%s)
 
 echo "==> [1/3] $TORCH_PIN (first, so nothing else chooses a torch build)"
-"${PIP[@]}" "$TORCH_PIN" "${LOCK_ARGS[@]}"
+"${PIP[@]}" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_ARGS[@]}"}
 
 echo "==> [2/3] geo-r (editable) with its pinned training stack and dev tools" \
   "($([[ "$USE_LOCK" == 1 ]] && echo "locked by local_scripts/constraints-cpu.txt" || echo "--no-lock: resolved freshly"))"
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops just in time on first use instead of at install time.
-DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev]" "$TORCH_PIN" "${LOCK_ARGS[@]}"
+DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev]" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_ARGS[@]}"}
 
 if [[ "$WITH_GPU" == 1 ]]; then
   echo "==> [3/3] GPU extras: vLLM, torchvision, qwen-vl-utils, liger-kernel, flash-attn"
