@@ -54,11 +54,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 820})
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(r.url))
             page.goto((demo / "eval" / args.stage / "explorer.html").resolve().as_uri())
             page.wait_for_selector("body[data-ready='1']")
             page.click("#head button[data-key='km']")
             page.click("#spacer .row >> nth=2")
             page.screenshot(path=f"{tmp}/explorer.png")
+            outside = [u for u in requested if not u.startswith(("file:", "data:"))]
+            print(f"explorer.html: {len(requested)} requests, {len(outside)} outside the file: {outside[:3]}")
             _save_small(Path(f"{tmp}/explorer.png"), OUT / "explorer.png")
 
             for _ in range(600):
