@@ -94,6 +94,7 @@ def test_stream_is_eval_generation(tiny_model_dir: Path, make_images) -> None:
     assert "<|vision_start|>" in engine.prompt(photo) or "<|image_pad|>" in engine.prompt(photo)
 
     # what the page shows for a streamed answer with a chain: table, coordinates, a pin where they point
+    pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
     from geo_r.app.page import page_updates
 
     text = render_answer("Kenya", "Nairobi Area", "Nairobi", -1.2921, 36.8219)
@@ -140,7 +141,9 @@ def _upload(page, path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_path: Path) -> None:
+    pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
     from geo_r.app.engine import Engine
     from geo_r.eval.generate import GenerationSettings
 
