@@ -8,7 +8,8 @@
 #   bash setup.sh --no-lock  resolve the CPU stack freshly instead of from local_scripts/constraints-cpu.txt
 #
 # The CPU stack (steps 1-2) is installed with '-c local_scripts/constraints-cpu.txt': every transitive package
-# pinned to the version the README's numbers were measured with (regenerate: local_scripts/update_constraints.sh).
+# pinned, so a fresh machine gets the versions the bench results were measured with (regenerate:
+# local_scripts/update_constraints.sh).
 # The GPU extras are not locked (vLLM pins its own dependencies).
 #
 # Where it installs: the active virtualenv ($VIRTUAL_ENV) or conda env ($CONDA_PREFIX) if there is one,
@@ -19,7 +20,7 @@
 # on CPU too), because LLaMA-Factory imports torchaudio and torchvision, which have no CPU build on PyPI.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 WITH_GPU=0
 WITH_SFT=0
@@ -118,12 +119,12 @@ PIP=("$PY" -m pip install --disable-pip-version-check)
 start=$(date +%s)
 
 echo "==> [1/3] $TORCH_PIN (first, so nothing else chooses a torch build)"
-"${PIP[@]}" "$TORCH_PIN" "${LOCK_ARGS[@]}"
+"${PIP[@]}" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_ARGS[@]}"}
 
 echo "==> [2/3] geo-r (editable) with its pinned training stack, dev tools and the app extra (Gradio)" \
   "($([[ "$USE_LOCK" == 1 ]] && echo "locked by local_scripts/constraints-cpu.txt" || echo "--no-lock: resolved freshly"))"
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops just in time on first use instead of at install time.
-DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev,app]" "$TORCH_PIN" "${LOCK_ARGS[@]}"
+DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev,app]" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_ARGS[@]}"}
 
 if [[ "$WITH_GPU" == 1 ]]; then
   echo "==> [3/3] GPU extras: vLLM, torchvision, qwen-vl-utils, liger-kernel, flash-attn"

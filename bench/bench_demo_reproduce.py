@@ -44,11 +44,19 @@ def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def run_in_fresh_clone(repo: Path, work: Path, seed: int, command: str, extra: list[str]) -> dict[str, Any]:
-    """Clone ``repo``'s HEAD into ``work``, run ``command`` there, return its demo summary plus wall time."""
+def run_in_fresh_clone(
+    repo: Path, work: Path, seed: int, command: str, extra: list[str], threads: int | None = None
+) -> dict[str, Any]:
+    """Clone ``repo``'s HEAD into ``work``, run ``command`` there, return its demo summary plus wall time.
+
+    ``threads`` None runs with torch's default thread count, as a user's shell does (``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS`` are removed: the thread count changes the numbers); else it sets both."""
     subprocess.run(["git", "clone", "--quiet", str(repo), str(work)], check=True)
     demo_dir = work / "outputs" / "demo_full"
-    env = {**os.environ, "SEED": str(seed), "DEMO_DIR": str(demo_dir),
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = {**env, "SEED": str(seed), "DEMO_DIR": str(demo_dir),
            "PYTHONPATH": os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "VIRTUAL_ENV": os.environ.get("VIRTUAL_ENV", sys.prefix),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -62,7 +70,10 @@ def run_in_fresh_clone(repo: Path, work: Path, seed: int, command: str, extra: l
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise SystemExit(f"bench_demo_reproduce: '{command}' failed in {work} (exit {proc.returncode}):\n{tail}")
     summary = json.loads((demo_dir / SUMMARY).read_text(encoding="utf-8"))
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
+                           capture_output=True, text=True)
     return {"clone_commit": _git("rev-parse", "HEAD", cwd=work), "wall_s": round(wall, 1),
+            "torch_threads": int(probe.stdout) if probe.returncode == 0 else None,
             "rows": summary["rows"], "table": summary["table"]}
 
 
@@ -111,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=REPO, help="repository to clone (default: this one)")
     parser.add_argument("--command", default=DEMO_COMMAND, help=f"run in each clone (default: {DEMO_COMMAND})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON (default: {DEFAULT_OUT})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the runs (default: unset, torch's default, as the README's "
+                        "command runs in a user's shell; the thread count changes the numbers)")
     parser.add_argument("--keep", action="store_true", help="keep the clones and their logs (path printed)")
     parser.add_argument("--markdown", type=Path, default=None, metavar="JSON",
                         help="only print the README table of an earlier result JSON")
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(args.runs):
             print(f"=== run {i + 1}/{args.runs}: fresh clone -> {work / f'clone{i}'}", flush=True)
-            runs.append(run_in_fresh_clone(args.repo, work / f"clone{i}", args.seed, args.command, args.demo_args))
+            runs.append(run_in_fresh_clone(args.repo, work / f"clone{i}", args.seed, args.command, args.demo_args,
+                                           args.threads))
             print(runs[-1]["table"], flush=True)
     finally:
         if args.keep:
@@ -137,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     result = {**provenance([sys.argv[0], *argv] if argv is not None else None),
-              "demo_command": args.command, "seed": args.seed, "repo_commit": _git("rev-parse", "HEAD", cwd=args.repo),
+              "demo_command": args.command, "seed": args.seed,
+              "threads_in_runs": args.threads if args.threads is not None else "torch default",
+              "repo_commit": _git("rev-parse", "HEAD", cwd=args.repo),
               "runs": runs, "spread": spread(runs),
               "identical": all(r["table"] == runs[0]["table"] for r in runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

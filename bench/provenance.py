@@ -67,8 +67,19 @@ def _git_commit() -> str | None:
         return None
 
 
+def _torch_cpu() -> dict[str, Any]:
+    """torch's CPU kernel choice and thread count: both change the rounding of CPU training numbers."""
+    try:
+        import torch
+
+        return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "torch_threads": torch.get_num_threads()}
+    except Exception:  # noqa: BLE001 - no torch (or an old one): nothing to record
+        return {"torch_cpu_capability": None, "torch_threads": None}
+
+
 def machine() -> dict[str, Any]:
-    """The machine a number was measured on: OS, CPU model and count, memory, thread settings."""
+    """The machine a number was measured on: OS, CPU model and count, memory, thread settings, CPU kernels."""
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -76,6 +87,7 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        **_torch_cpu(),
     }
 
 

@@ -74,6 +74,31 @@ def test_without_a_model_or_demo_it_says_how_to_get_one(tmp_path: Path, monkeypa
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_default_model_is_the_demo_grpo_checkpoint_with_its_settings(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from geo_r.app.cli import _resolve, add_arguments
+    from geo_r.demo.pipeline import DemoConfig
+
+    monkeypatch.chdir(tmp_path)
+    grpo = tmp_path / "outputs" / "demo_full" / "grpo"
+    grpo.mkdir(parents=True)
+    (grpo / "config.json").write_text("{}", encoding="utf-8")
+    world = write_toy_dataset(tmp_path / "outputs" / "demo_full" / "world", n=3).parent
+    (world / "train.jsonl").rename(world / "heldout.jsonl")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = _resolve(parser.parse_args([]))
+    assert args.model_name_or_path == str(Path("outputs/demo_full/grpo"))
+    assert args.host == "127.0.0.1" and args.max_pixels == DemoConfig().max_pixels
+    assert args.max_new_tokens == DemoConfig().eval_max_new_tokens
+    assert Path(args.examples) == Path("outputs/demo_full/world/heldout.jsonl")
+    assert len(example_photos(args.examples, args.example_images)) == 3
+    # an explicit model keeps eval's defaults
+    other = _resolve(parser.parse_args(["--model_name_or_path", str(grpo)]))
+    assert other.max_pixels == 401_408 and other.max_new_tokens == 512
+
+
 def test_examples_one_photo_per_place(tmp_path: Path) -> None:
     jsonl = write_toy_dataset(tmp_path / "toy", n=40, seed=0)
     photos = example_photos(str(jsonl), str(jsonl.parent / "images"))
@@ -94,6 +119,7 @@ def test_stream_is_eval_generation(tiny_model_dir: Path, make_images) -> None:
     assert "<|vision_start|>" in engine.prompt(photo) or "<|image_pad|>" in engine.prompt(photo)
 
     # what the page shows for a streamed answer with a chain: table, coordinates, a pin where they point
+    pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
     from geo_r.app.page import page_updates
 
     text = render_answer("Kenya", "Nairobi Area", "Nairobi", -1.2921, 36.8219)
@@ -140,7 +166,9 @@ def _upload(page, path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_path: Path) -> None:
+    pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
     from geo_r.app.engine import Engine
     from geo_r.eval.generate import GenerationSettings
 

@@ -4,6 +4,7 @@ provenance, and the README table printed from the JSON (a stand-in demo script k
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ out = Path(os.environ["DEMO_DIR"])
 (out / "demo_summary.json").write_text(json.dumps({"rows": rows, "table": f"table {n}",
                                                    "seed": os.environ["SEED"]}))
 print(os.environ["PYTHONPATH"].split(os.pathsep)[0])
+print(os.environ.get("OMP_NUM_THREADS", "unset"))
 PY
 """
 
@@ -44,6 +46,7 @@ def _repo(tmp_path: Path) -> Path:
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=300,
                           env=env)
 
@@ -56,10 +59,13 @@ def test_identical_runs_give_the_readme_table(tmp_path: Path) -> None:
     assert result["identical"] is True and len(result["runs"]) == 2 and result["seed"] == 0
     assert result["spread"]["sft"]["median_km"] == 0.0
     assert result["packages"]["torch"] and result["machine"]["cpu_count"] and "bench_demo_reproduce.py" in result["command"]
+    assert result["machine"]["torch_threads"] and result["machine"]["torch_cpu_capability"]  # they change the numbers
     assert result["runs"][0]["clone_commit"] == result["repo_commit"]
     kept = Path(proc.stdout.split("clones and logs kept in ")[1].split()[0])
-    # each run used its own fresh clone's code: its src/ first on PYTHONPATH
-    assert (kept / "clone0.log").read_text().strip() == str(kept / "clone0" / "src")
+    # each run used its own fresh clone's code, with torch's default threads (the caller's OMP_NUM_THREADS=1
+    # would change the numbers a user sees)
+    assert (kept / "clone0.log").read_text().split() == [str(kept / "clone0" / "src"), "unset"]
+    assert result["threads_in_runs"] == "torch default" and result["runs"][0]["torch_threads"] >= 1
     shutil.rmtree(kept)
     printed = _run("--markdown", str(out)).stdout
     assert "| after SFT | 100.0% | 32.6% | 32.6% | 41.0% | 59.0% | 1,660 | 1.995 |" in printed
@@ -67,15 +73,16 @@ def test_identical_runs_give_the_readme_table(tmp_path: Path) -> None:
 
 
 def test_runs_that_differ_show_their_range(tmp_path: Path) -> None:
-    import os
-
     repo, out = _repo(tmp_path), tmp_path / "r.json"
-    env = {**os.environ, "COUNTER": str(tmp_path / "counter")}
-    proc = _run("--repo", str(repo), "--out", str(out), "--runs", "3", env=env)
+    proc = _run("--repo", str(repo), "--out", str(out), "--runs", "3", "--threads", "1", "--keep",
+                env={"COUNTER": str(tmp_path / "counter")})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["identical"] is False and result["spread"]["sft"]["median_km"] == 2.0
     assert result["spread"]["grpo"]["median_km"] == 0.0 and "DIFFERENT tables in 3 run(s)" in proc.stdout
+    kept = Path(proc.stdout.split("clones and logs kept in ")[1].split()[0])
+    assert (kept / "clone2.log").read_text().split()[1] == "1" and result["threads_in_runs"] == 1
+    shutil.rmtree(kept)
     printed = _run("--markdown", str(out)).stdout
     assert "| after SFT | 100.0% | 32.6% | 32.6% | 41.0% | 59.0% | 1,660-1,662 | 1.995 |" in printed
     assert "ranges are min-max over 3 fresh-clone run(s)" in printed

@@ -45,6 +45,7 @@ def test_tiny_run_compares_configurations_side_by_side(tmp_path):
 
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["model_size"] == "tiny" and result["environment"]["device"] == "cpu"
+    assert result["provenance"]["packages"]["trl"] and result["provenance"]["machine"]["cpu_count"]
     configs = {c["name"]: c for c in result["configs"]}
     assert list(configs) == ["ours", "stock_trl", "vlmr1", "ours_liger"]
     assert configs["ours_liger"]["skipped"].startswith("skipped:")

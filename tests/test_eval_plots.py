@@ -15,6 +15,7 @@ from geo_r.eval.plots import (
     OCEAN,
     _segments,
     cdf_points,
+    pair_path,
     plot_error_cdf,
     plot_error_map,
     sample_rows,
@@ -104,6 +105,47 @@ def test_error_lines_cross_the_antimeridian_the_short_way() -> None:
     assert a == [(170.0, 0.0), (180.0, 5.0)] and b == [(-180.0, 5.0), (-170.0, 10.0)]
     (c, d) = _segments(-175.0, 0.0, 175.0, 0.0)
     assert c[1][0] == -180.0 and d[0][0] == 180.0
+
+
+def _gc_lat_at(lon: float, lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Latitude of the great circle through points 1 and 2 at longitude ``lon`` (the textbook formula)."""
+    r = np.radians
+    num = np.sin(r(lat1)) * np.cos(r(lat2)) * np.sin(r(lon - lon2)) - np.sin(r(lat2)) * np.cos(r(lat1)) * np.sin(r(lon - lon1))
+    return float(np.degrees(np.arctan(num / (np.cos(r(lat1)) * np.cos(r(lat2)) * np.sin(r(lon1 - lon2))))))
+
+
+def test_a_pair_across_the_antimeridian_is_two_short_great_circle_pieces() -> None:
+    from geo_r.geo import haversine_km
+
+    (west, east) = pair_path(61.0, -150.0, 60.0, 170.0)  # Alaska -> Kamchatka, the short way over the Bering Sea
+    assert west[0] == (-150.0, 61.0) and west[-1][0] == -180.0
+    assert east[0][0] == 180.0 and east[-1] == (170.0, 60.0) and west[-1][1] == east[0][1]
+    for piece in (west, east):  # short steps only: nothing runs across the map
+        assert all(abs(b[0] - a[0]) < 5.0 for a, b in zip(piece, piece[1:], strict=False))
+    # it follows the great circle: it crosses the date line where the great circle does, north of both ends
+    assert west[-1][1] == pytest.approx(_gc_lat_at(180.0, 61.0, -150.0, 60.0, 170.0), abs=1e-6)
+    assert west[-1][1] > 61.0
+    total = haversine_km(61.0, -150.0, 60.0, 170.0)
+    for lon, lat in west + east:
+        on_path = haversine_km(61.0, -150.0, lat, lon) + haversine_km(lat, lon, 60.0, 170.0)
+        assert on_path == pytest.approx(total, rel=1e-6)
+    # a pair that need not cross stays one piece; Toronto -> Beijing goes over the Arctic, as flights do
+    assert len(pair_path(10.0, 5.0, 20.0, 15.0)) == 1
+    assert max(lat for piece in pair_path(43.7, -79.4, 39.9, 116.4) for _, lat in piece) > 80.0
+    assert len(pair_path(80.0, 0.0, 80.0, 180.0)) == 2  # over the pole: split there, not drawn along 80 N
+
+
+def test_the_antimeridian_pair_is_not_drawn_across_the_map(tmp_path: Path) -> None:
+    records = [GeoRecord(id="a", images=[], lat=61.0, lon=-150.0)]
+    rows = score_predictions(records, {"a": render_answer("X", "Y", "Z", 60.0, 170.0)})
+    path = plot_error_map(rows, tmp_path / "map.png")
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 170) & (rgb[..., 2] < 150)  # the error line and the cross
+    w = rgb.shape[1]
+    assert red[:, int(0.7 * w) :].any() and red[:, int(0.1 * w) : int(0.3 * w)].any()  # both pieces are drawn
+    assert not red[:, int(0.3 * w) : int(0.7 * w)].any()  # and nothing in between
 
 
 def test_sampling_for_the_map_is_fixed_and_ordered() -> None:

@@ -147,6 +147,7 @@ def test_osv5m_cli_on_the_extracted_layout_and_duplicate_names(
     assert "Rows: 6 read, 5 written, 1 skipped (image_not_found 1)" in printed
     assert "Duplicate file names: 1 name(s) found in more than one folder" in printed
     assert "  1000.jpg: 00/1000.jpg, 01/1000.jpg" in printed
+    assert "1000.jpg not in " in printed and "(several files have its name: 00/1000.jpg, 01/1000.jpg)" in printed
     saved = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
     assert saved["duplicate_names"] == 1 and saved["duplicate_name_examples"] == {"1000.jpg": ["00/1000.jpg", "01/1000.jpg"]}
 

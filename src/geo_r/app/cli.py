@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"geo-r app: serving http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     page.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=False, quiet=True, show_error=False,
-        allowed_paths=allowed, theme=theme(), css=CSS, ssr_mode=False, mcp_server=False, pwa=False,
+        allowed_paths=allowed, max_file_size="100mb", theme=theme(), css=CSS, ssr_mode=False, mcp_server=False, pwa=False,
         footer_links=["settings"],
     )
     return 0

@@ -301,7 +301,7 @@ def _print_summary(metrics: dict[str, Any], out_dir: Path) -> None:
     print(
         f"geo-r eval: n={metrics['n']}  {accs}  median_km "
         f"{'n/a' if median is None else f'{median:.1f}'}  geoscore {metrics['geoscore']:.1f}  "
-        f"parse_rate {metrics['parse_rate']:.1f}%\n  wrote {out_dir}/report.md, metrics.json, map.png, error_cdf.png"
+        f"parse_rate {metrics['parse_rate']:.1f}%\n  wrote {out_dir}/report.md, metrics.json, map.png, error_cdf.png, explorer.html"
         + (", confidence.png" if metrics.get("aggregates") else "")
     )
     for name, block in (metrics.get("aggregates") or {}).items():

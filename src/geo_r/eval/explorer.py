@@ -10,6 +10,7 @@ rows stay responsive, and a map of truth -> prediction lines where choosing a ro
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import os
@@ -123,8 +124,6 @@ def render_explorer(page_rows: Sequence[Mapping[str, Any]], *, title: str) -> st
         if template.count(mark) != 1:
             raise RuntimeError(f"explorer_page.html: expected one {mark} placeholder")
     meta = {"title": title, "land_source": land_source(), "n": len(page_rows)}
-    import html
-
     return (
         template.replace("/*__TITLE__*/", html.escape(title))
         .replace("/*__LAND__*/", _script_json(land_path()))

@@ -6,8 +6,9 @@ display), so they work in headless jobs and never disturb a caller's own plottin
 * :func:`plot_error_map`: equirectangular world map with offline coastlines (:mod:`geo_r.eval.coastlines`),
   each image's true point, its predicted point and a line between them coloured by error band; images
   without valid coordinates are drawn as hollow grey circles at their true point. Above ``max_points`` a
-  fixed-seed random sample is drawn (the title says so). A line whose longitude difference exceeds 180
-  degrees is drawn across the antimeridian (the short way), split at the map edge.
+  fixed-seed random sample is drawn (the title says so). Each truth -> prediction line follows the great
+  circle, the shorter way round the globe (:func:`pair_path`), and is split where it crosses the map's edge
+  at +-180 degrees, so a pair across the antimeridian is two short pieces, never a line across the map.
 * :func:`plot_error_cdf`: share of ALL images (unparseable ones included, so the curve tops out at the
   parse rate) with error <= x km, on a log axis, with the accuracy thresholds marked and labelled.
 """
@@ -105,6 +106,52 @@ def _segments(lon1: float, lat1: float, lon2: float, lat2: float) -> list[list[t
     return [[(lon1, lat1), (edge, lat_edge)], [(-edge, lat_edge), (lon2, lat2)]]
 
 
+def pair_path(
+    lat1: float, lon1: float, lat2: float, lon2: float, step_deg: float = 2.0
+) -> list[list[tuple[float, float]]]:
+    """The great-circle path from point 1 to point 2 (the shorter way round) as (lon, lat) polylines on the
+    flat map: points at most ``step_deg`` of arc apart, split where the path crosses the antimeridian (each
+    piece ends exactly on the map edge) and where it passes over a pole. Identical points give one segment;
+    antipodes (no unique great circle) the straight line of :func:`_segments`."""
+    p1, p2 = _unit(lat1, lon1), _unit(lat2, lon2)
+    angle = math.atan2(float(np.linalg.norm(np.cross(p1, p2))), float(np.dot(p1, p2)))
+    if angle < 1e-9:
+        return [[(lon1, lat1), (lon2, lat2)]]
+    if math.pi - angle < 1e-6:
+        return _segments(lon1, lat1, lon2, lat2)
+    normal = np.cross(p1, p2)
+    n = max(2, math.ceil(math.degrees(angle) / step_deg) + 1)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    pts = (np.sin((1 - t) * angle) * p1 + np.sin(t * angle) * p2) / math.sin(angle)
+    lats = np.degrees(np.arcsin(np.clip(pts[:, 2], -1.0, 1.0)))
+    lons = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
+    lats[0], lons[0], lats[-1], lons[-1] = lat1, lon1, lat2, lon2  # exact end points (no round trip)
+    pieces: list[list[tuple[float, float]]] = [[(float(lons[0]), float(lats[0]))]]
+    for i in range(1, n):
+        (a_lon, a_lat), b_lon, b_lat = pieces[-1][-1], float(lons[i]), float(lats[i])
+        dlon = b_lon - a_lon
+        if abs(dlon) > 180.0:  # across the antimeridian: end on one edge, go on from the other
+            b_unwrapped = b_lon - 360.0 if dlon > 0 else b_lon + 360.0
+            edge = -180.0 if b_unwrapped < a_lon else 180.0
+            lat_edge = a_lat + (edge - a_lon) / (b_unwrapped - a_lon) * (b_lat - a_lat)
+            if abs(normal[2]) > 1e-12:  # exactly where the great circle meets the meridian +-180 (n . v = 0)
+                lat_edge = math.degrees(math.atan(normal[0] / normal[2]))
+            pieces[-1].append((edge, lat_edge))
+            pieces.append([(-edge, lat_edge)])
+        elif abs(dlon) > 90.0:  # over a pole: the meridian changes by ~180 degrees there
+            pole = 90.0 if a_lat + b_lat > 0 else -90.0
+            pieces[-1].append((a_lon, pole))
+            pieces.append([(b_lon, pole)])
+        pieces[-1].append((b_lon, b_lat))
+    return [piece for piece in pieces if len(piece) >= 2]
+
+
+def _unit(lat: float, lon: float) -> np.ndarray:
+    """The unit vector of a (lat, lon) point in degrees."""
+    la, lo = math.radians(lat), math.radians(lon)
+    return np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
+
+
 def _band(distance: float) -> int:
     return next(i for i, (limit, _, _) in enumerate(ERROR_BANDS) if distance <= limit)
 
@@ -145,7 +192,7 @@ def plot_error_map(
     missing = [r for r in shown if r.distance_km is None]
     by_band: dict[int, list[list[tuple[float, float]]]] = {}
     for r in parsed:
-        segs = _segments(r.true_lon, r.true_lat, r.prediction.lon, r.prediction.lat)  # type: ignore[arg-type]
+        segs = pair_path(r.true_lat, r.true_lon, r.prediction.lat, r.prediction.lon)  # type: ignore[arg-type]
         by_band.setdefault(_band(r.distance_km), []).extend(segs)  # type: ignore[arg-type]
     for band, segs in sorted(by_band.items()):
         ax.add_collection(

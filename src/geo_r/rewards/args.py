@@ -102,8 +102,8 @@ class RewardArguments:
             "help": "The format factor of the 'geo_r_paper' composite. 'strict' (default): the 'format' reward's "
             "check, the whole answer contract (think/answer tags, Country/Region/City lines, one pair). 'exact': "
             "the paper's check to the letter, 1 when the completion holds exactly one valid (lat, lon) pair in "
-            "parentheses, nothing else required; the distance is then measured from that pair. Which one ran "
-            "is logged when the reward is built.",
+            "parentheses, nothing else required; the distance is then measured from that pair. The 'format' "
+            "reward itself stays strict. Which check ran is logged at start-up and on the reward's first call.",
             "choices": list(PAPER_FORMATS),
         },
     )

@@ -9,7 +9,7 @@ chain scores 0 here and could score > 0 in the paper. A model warm-started on co
 the full contract, where the two agree. ``--paper_format exact`` applies the paper's check to the letter
 instead (:func:`geo_r.rewards.format.paper_pair`: exactly one valid ``(lat, lon)`` pair in parentheses,
 nothing else required) and measures the distance from that pair; the default stays ``strict``, and the
-check in use is logged when the reward is built. Geo-R's released code differs from its paper (knot at
+check in use is logged on the reward's first call (``grpo_jsonl.py`` also names it at start-up). Geo-R's released code differs from its paper (knot at
 3000 km, format regex that never matches coordinates, rewards summed); this follows the paper.
 
 Use it alone (``--reward_funcs geo_r_paper``) to reproduce the paper; ``format`` + ``distance`` + ``region``

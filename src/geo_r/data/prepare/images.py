@@ -59,13 +59,8 @@ class ImageResolver:
         return None
 
     @property
-    def indexed(self) -> bool:
-        """Whether the folder was walked (some name was not where the row said)."""
-        return self._index is not None
-
-    @property
     def duplicates(self) -> dict[str, list[str]]:
-        """File names found in more than one folder of the walked tree -> their relative paths (sorted)."""
+        """File names found in more than one folder of the walked tree -> their relative paths (walk order)."""
         return self._ambiguous
 
     def _lookup(self) -> dict[str, str]:

@@ -118,6 +118,9 @@ def prepare(
 def _missing(row: SourceRow, resolver: ImageResolver) -> Skip:
     """The skip of a row whose image is not in the folder."""
     hint = "" if resolver.search else " (without --no_search_images, sub-folders are searched by file name)"
+    several = resolver.duplicates.get(os.path.basename(row.image))
+    if several:
+        hint = f" (several files have its name: {', '.join(several[:3])}{', ...' if len(several) > 3 else ''})"
     return Skip(row.where, IMAGE_NOT_FOUND, f"{row.image} not in {resolver.folder}{hint}")
 
 
