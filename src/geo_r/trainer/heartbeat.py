@@ -120,14 +120,7 @@ class Heartbeat:
             self._timer.acquire(_TIMER_SCOPE, time.time() + self.timeout_s + 3 * self.interval)
 
     def _node(self, rank: int) -> str:
-        host = self._hosts.get(rank)
-        if host is None and self._store is not None:
-            key = f"host/{rank}"
-            try:  # check first: get() would wait for a key that a rank dead before its first beat never wrote
-                host = self._store.get(key).decode() if self._store.check([key]) else "never started its heartbeat"
-            except Exception:  # noqa: BLE001 - the store itself is gone
-                host = "unknown host"
-            self._hosts[rank] = host
+        host = self._hosts.get(rank, "host not published yet")
         return f"rank {rank} (node {rank // max(self.local_world_size, 1)}, {host})"
 
     def silent_ranks(self, older_than_s: float) -> list[int]:
@@ -136,10 +129,18 @@ class Heartbeat:
         return sorted(r for r, (_, since) in self._seen.items() if now - since > older_than_s)
 
     def describe_failure(self) -> str:
-        """What went wrong, as far as the heartbeats tell: for a collective that failed on this rank."""
-        silent = self.silent_ranks(self.interval * 3)
-        who = ", ".join(self._node(r) for r in silent) if silent else "no rank is silent (a rank may be stuck)"
-        return self._message(f"a collective failed; heartbeats: {who}")
+        """What went wrong, as far as the heartbeats tell: for a collective that failed on this rank.
+
+        A rank that died (its node lost, its process killed) breaks the connection at once, before its heartbeat
+        is overdue, so this watches the counters for up to four beats to see which one stopped.
+        """
+        deadline = time.monotonic() + 4 * self.interval + 1
+        silent = self.silent_ranks(2 * self.interval)
+        while not silent and self.monitors and self._seen and time.monotonic() < deadline:
+            time.sleep(self.interval / 2)
+            silent = self.silent_ranks(2 * self.interval)
+        who = ", ".join(self._node(r) for r in silent) if silent else "none silent (a rank may be stuck or erred)"
+        return self._message(f"a collective failed; ranks that stopped answering: {who}")
 
     def _message(self, what: str) -> str:
         return (
@@ -160,6 +161,10 @@ class Heartbeat:
         for r, value in zip(others, values, strict=True):
             if value != self._seen[r][0]:
                 self._seen[r] = (value, now)
+        # Hosts are read here, in the heartbeat thread, so that the message never has to ask a store that is gone.
+        missing = [r for r in others if r not in self._hosts and self._store.check([f"host/{r}"])]
+        for r in missing:
+            self._hosts[r] = self._store.get(f"host/{r}").decode()
 
     def _run(self) -> None:
         last_ok = time.monotonic()
