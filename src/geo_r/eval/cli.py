@@ -14,13 +14,13 @@ without a model:
   geo-r eval --predictions preds.jsonl --data_file_paths im2gps3k.jsonl --output_dir D
 
 Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png.
+Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
+reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 
 Test-time scaling: sample K answers per image as well as the greedy one, and score several ways of picking
 one (each reported side by side; the first is the headline; D/confidence.png plots sample spread vs error):
 
   geo-r eval ... --num_samples 8 --temperature 0.7 --aggregate greedy,medoid,vote --abstain_km 200
-Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
-reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def _settings(
             batch_size=args.batch_size,
             generation=generation_settings(args).to_dict(),
             num_samples=args.num_samples,
-            sampling=None if sample_settings(args) is None else sample_settings(args).to_dict(),  # type: ignore[union-attr]
+            sampling=_sampling_dict(args),
             question="default (geo_r.prompts.DEFAULT_QUESTION)" if args.question is None else args.question,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
@@ -274,6 +274,12 @@ def _settings(
             predictions_reused_from_earlier_runs=reused,
         )
     return settings
+
+
+def _sampling_dict(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The K samples' decoding settings for the report (None without --num_samples)."""
+    sampling = sample_settings(args)
+    return None if sampling is None else sampling.to_dict()
 
 
 def _device_name(dist: Any) -> str:

@@ -2,7 +2,8 @@
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
 (one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png`` and
-``D/report.md`` (and with ``--num_samples K``, ``D/confidence.png``). Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
+``D/report.md`` (with ``--num_samples K`` also ``D/confidence.png``). Used by ``geo-r eval`` after generation and
+in ``--predictions`` mode alike.
 """
 
 from __future__ import annotations
