@@ -68,6 +68,43 @@ def evaluate(cfg: DemoConfig, out: Path, args: argparse.Namespace) -> dict[str, 
     return {"dir": eval_dir, "metrics": json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))}
 
 
+def diagnostics(eval_dir: Path, aggregates: list[str]) -> dict[str, Any]:
+    """Why an aggregate does or does not beat greedy, from the run's files: how often the samples repeat the
+    greedy point, the best-of-K oracle (any sample within 25 / 750 km), and per aggregate on how many images
+    its answer differs from greedy's and is closer / farther."""
+    from geo_r.eval.aggregate import points_of
+    from geo_r.geo import haversine_km
+
+    preds = [json.loads(x) for x in (eval_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    scores = [json.loads(x) for x in (eval_dir / "scores.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    at_greedy = n_samples = 0
+    best = {25: 0, 750: 0}
+    for p in preds:
+        greedy_point = points_of([p["completion"]])[0]
+        pts = points_of(p["samples"])
+        n_samples += len(pts)
+        at_greedy += sum(q is not None and q == greedy_point for q in pts)
+        d = [haversine_km(p["true_lat"], p["true_lon"], q[0], q[1]) for q in pts if q is not None]
+        for t in best:
+            best[t] += any(x <= t for x in d)
+    out: dict[str, Any] = {
+        "share_of_samples_at_the_greedy_point": at_greedy / n_samples if n_samples else None,
+        "best_of_k_acc@25km": 100.0 * best[25] / len(preds),
+        "best_of_k_acc@750km": 100.0 * best[750] / len(preds),
+    }
+    for name in aggregates:
+        if name == "greedy":
+            continue
+        pairs = [(s["aggregates"][name]["distance_km"], s["aggregates"]["greedy"]["distance_km"]) for s in scores]
+        changed = [(a, g) for a, g in pairs if a != g]
+        out[f"{name}_changes_the_answer"] = {
+            "images": len(changed),
+            "closer": sum(a is not None and (g is None or a < g) for a, g in changed),
+            "farther": sum(g is not None and (a is None or a > g) for a, g in changed),
+        }
+    return out
+
+
 def seed_result(seed: int, metrics: dict[str, Any], summary: dict[str, Any], reused: bool) -> dict[str, Any]:
     """What the JSON keeps per seed: each aggregate's headline metrics and confidence, the demo's greedy row."""
     aggs = {}
@@ -161,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         out = (root / f"seed{seed}").resolve()
         cfg, summary, reused = demo_for_seed(out, seed, args.quiet)
         ev = evaluate(cfg, out, args)
-        results.append(seed_result(seed, ev["metrics"], summary, reused))
+        results.append(seed_result(seed, ev["metrics"], summary, reused)
+                       | {"diagnostics": diagnostics(ev["dir"], aggregates)})
         if figure is None:
             figure = ev["dir"] / "confidence.png"
         payload = {
@@ -181,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n=== test-time scaling, K = {args.num_samples}, T = {args.temperature} (held-out photos) ===")
     print(table(results, aggregates))
     print(json.dumps(verdict(results, aggregates), indent=1))
+    print(json.dumps({r["seed"]: r["diagnostics"] for r in results}, indent=1))
     print(f"wrote {args.json}")
     return 0
 

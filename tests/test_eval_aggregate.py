@@ -114,7 +114,12 @@ def test_decile_table_and_rank_correlation() -> None:
     assert rows[0]["error_km_p50"] == 15.0 and rows[-1]["error_km_p50"] == 195.0
     assert rows[0]["acc@25km"] == 100.0 and rows[1]["acc@25km"] == 0.0
     assert rows[0]["country_agreement_mean"] == 1.0 and rows[-1]["country_agreement_mean"] == 0.5
+    assert rows[0]["rank_pct"] == [0.0, 10.0] and rows[-1]["rank_pct"] == [90.0, 100.0]
     assert len(decile_table(spreads[:3], errors[:3], agree[:3])) == 3  # fewer images than deciles
+    # 12 of 20 images at spread 0 (K identical answers): one bin, never cut in two
+    tied = decile_table([0.0] * 12 + [float(i) for i in range(1, 9)], [1.0] * 20, [1.0] * 20)
+    assert tied[0]["n"] == 12 and tied[0]["rank_pct"] == [0.0, 60.0] and tied[0]["spread_km_max"] == 0.0
+    assert len(tied) == 5 and [r["n"] for r in tied[1:]] == [2, 2, 2, 2]
     assert spearman(spreads, errors) == pytest.approx(1.0)
     assert spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None and spearman([1.0], [2.0]) is None
     block = confidence_block(spreads, errors, agree, thresholds_km=[25.0], abstain_km=3.0)

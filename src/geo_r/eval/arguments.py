@@ -59,10 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--max_new_tokens", type=int, default=512, help="completion budget (default: 512)")
     model.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
     model.add_argument(
-        "--temperature", type=float, default=1.0, help="sampling temperature (with --do_sample)"
+        "--temperature", type=float, default=1.0, help="sampling temperature (with --do_sample or --num_samples)"
     )
-    model.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (with --do_sample)")
-    model.add_argument("--top_k", type=int, default=0, help="top-k sampling, 0 = off (with --do_sample)")
+    model.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (with --do_sample or --num_samples)")
+    model.add_argument("--top_k", type=int, default=0, help="top-k sampling, 0 = off (with --do_sample or --num_samples)")
     model.add_argument("--repetition_penalty", type=float, default=1.0, help="1.0 = off (default)")
     model.add_argument(
         "--seed", type=int, default=42, help="sampling seed (per batch / per image; default: 42)"

@@ -271,7 +271,7 @@ def _settings(
             batch_size=args.batch_size,
             generation=generation_settings(args).to_dict(),
             num_samples=args.num_samples,
-            sampling=None if sample_settings(args) is None else sample_settings(args).to_dict(),  # type: ignore[union-attr]
+            sampling=_sampling_dict(args),
             question="default (geo_r.prompts.DEFAULT_QUESTION)" if args.question is None else args.question,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
@@ -280,6 +280,12 @@ def _settings(
             predictions_reused_from_earlier_runs=reused,
         )
     return settings
+
+
+def _sampling_dict(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The K samples' decoding settings for the report (None without --num_samples)."""
+    sampling = sample_settings(args)
+    return None if sampling is None else sampling.to_dict()
 
 
 def _device_name(dist: Any) -> str:

@@ -4,8 +4,10 @@ Inputs are per image: the spread of its K samples around the chosen point (km, N
 :func:`geo_r.eval.aggregate.spread`), the share of samples agreeing on the country, and the chosen answer's
 error (km, None when unparseable).
 
-* :func:`decile_table`: images with a spread, sorted by spread and cut into 10 bins of (nearly) equal size;
-  per bin the spread range, mean country agreement, error percentiles (10 / 50 / 90) and acc@25 / 750 km.
+* :func:`decile_table`: images with a spread, sorted by spread and cut into 10 bins of (nearly) equal size,
+  except that images with equal spreads stay in one bin (a model often gives K identical answers: spread 0),
+  so there may be fewer, larger bins; per bin its place in the ranking (``rank_pct``), the spread range,
+  mean country agreement, error percentiles (10 / 50 / 90) and acc@25 / 750 km.
 * :func:`abstention`: keep the images whose spread is <= ``abstain_km`` (an image without a spread is never
   kept); coverage (% of all images kept) and accuracy / median error on the kept ones.
 * :func:`spearman`: Spearman's rank correlation of spread and error (positive: wider spread, larger error).
@@ -41,15 +43,28 @@ def decile_table(
     strict: bool = False,
     bins: int = 10,
 ) -> list[dict[str, Any]]:
-    """One row per spread bin (fewer bins when fewer images): see the module docstring for the columns."""
+    """One row per spread bin (fewer bins with fewer images or tied spreads): see the module docstring."""
     idx = [i for i, (s, e) in enumerate(zip(spreads, errors, strict=True)) if s is not None and e is not None]
     idx.sort(key=lambda i: (spreads[i], i))
+    n = len(idx)
+    target = [j * bins // n for j in range(n)]
+    for j in range(1, n):  # images with equal spread share a bin, so a tie is never cut arbitrarily
+        if spreads[idx[j]] == spreads[idx[j - 1]]:
+            target[j] = target[j - 1]
+    parts: list[tuple[int, int]] = []  # [start, stop) positions of each bin in the ranking
+    for j in range(n):
+        if j == 0 or target[j] != target[j - 1]:
+            parts.append((j, j + 1))
+        else:
+            parts[-1] = (parts[-1][0], j + 1)
     rows = []
-    for b, part in enumerate(np.array_split(np.array(idx, dtype=int), min(bins, len(idx))) if idx else []):
+    for b, (start, stop) in enumerate(parts):
+        part = idx[start:stop]
         s = np.array([spreads[i] for i in part], dtype=float)
         e = np.array([errors[i] for i in part], dtype=float)
         row: dict[str, Any] = {
             "bin": b + 1,
+            "rank_pct": [100.0 * start / n, 100.0 * stop / n],
             "n": len(part),
             "spread_km_min": float(s.min()),
             "spread_km_max": float(s.max()),

@@ -4,8 +4,8 @@ Layout: one JSON object per line, ``id`` and ``completion`` (the raw model text)
 derived when it wrote the line (``pred_country``, ``pred_region``, ``pred_city``, ``pred_lat``, ``pred_lon``,
 ``true_lat``, ``true_lon``, ``distance_km`` under the run's distance), and with ``--num_samples K`` the K
 sampled completions in ``samples`` (``completion`` stays the greedy answer). Only ``id``, ``completion`` and
-``samples`` are read back: scoring always re-parses the completion, so ``geo-r eval --predictions FILE`` accepts any file with
-those two keys, including one written by another tool.
+``samples`` are read back: scoring always re-parses the completion, so ``geo-r eval --predictions FILE``
+accepts any file with ``id`` and ``completion``, including one written by another tool.
 
 Resuming: :class:`PredictionWriter` appends each batch, then flushes and fsyncs, so a killed run loses at most
 the batch in flight. A kill in the middle of a write can leave half a line at the end of the file; opening the

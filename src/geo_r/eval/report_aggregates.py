@@ -55,16 +55,20 @@ def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
     ]
     for name, b in blocks.items():
         c = b.get("confidence", {})
-        lines += [f"### Confidence of {name}: error by spread decile", ""]
+        lines += [f"### Confidence of {name}: error by spread decile", "",
+                  "Deciles of the images ranked by spread (equal spreads share a row, so rows can span deciles).",
+                  ""]
         dec = [
-            [str(r["bin"]), f"{_km(r['spread_km_min'])} – {_km(r['spread_km_max'])}", str(r["n"]),
+            [f"{r['rank_pct'][0]:.0f}–{r['rank_pct'][1]:.0f}%",
+             f"{_km(r['spread_km_min'])} – {_km(r['spread_km_max'])}", str(r["n"]),
              f"{100 * r['country_agreement_mean']:.0f}%", _km(r["error_km_p10"]), _km(r["error_km_p50"]),
              _km(r["error_km_p90"]), _pct(r.get("acc@25km")), _pct(r.get("acc@750km"))]
             for r in c.get("deciles", [])
         ]
         if dec:
-            lines += _table(["decile", "spread km", "n", "same country", "error p10 km", "error p50 km",
-                             "error p90 km", "25 km %", "750 km %"], dec, range(2, 9))
+            header = ["images ranked by spread", "spread km", "n", "same country", "error p10 km",
+                      "error p50 km", "error p90 km", "25 km %", "750 km %"]
+            lines += _table(header, dec, range(2, 9))
         else:
             lines += ["No image has both a chosen point and a parsed sample."]
         missing = b["n"] - c.get("n_with_spread", 0)

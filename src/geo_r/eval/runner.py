@@ -156,11 +156,12 @@ def generate_predictions(
                     )
                 samples: list[list[str] | None] = [None] * len(batch)
                 if num_samples > 1:
-                    samples = list(generator.generate_samples(batch, num_samples))
-                    if len(samples) != len(batch) or any(len(s) != num_samples for s in samples):  # type: ignore[arg-type]
+                    drawn = generator.generate_samples(batch, num_samples)
+                    if len(drawn) != len(batch) or any(len(s) != num_samples for s in drawn):
                         raise RuntimeError(
                             f"{generator.name} backend returned a wrong number of samples for {len(batch)} image(s)"
                         )
+                    samples = list(drawn)
                 written += writer.append(
                     prediction_line(r, c, distance, s) for r, c, s in zip(batch, completions, samples, strict=True)
                 )
