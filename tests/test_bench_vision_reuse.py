@@ -24,13 +24,16 @@ def test_flop_count_at_real_depth():
 
 def test_summary_ratios_use_medians():
     runs = [
-        {"config": c, "samples_per_s": v, "vision_encodings": e, "vision_images_requested": 24, "vision_s": 1.0}
+        {"config": c, "samples_per_s": v, "vision_encodings": e, "vision_images_requested": 24, "vision_s": 1.0,
+         "rep": rep}
         for c, vals, e in (("ours_reuse", (2.0, 3.0, 9.0), 1.0), ("ours_no_reuse", (1.0, 1.5, 2.0), 24.0),
                            ("stock_trl", (1.0, 1.5, 1.6), 24.0))
-        for v in vals
+        for rep, v in enumerate(vals)
     ]
     summary = bench.summarize(runs)
     assert summary["ours_reuse"]["samples_per_s_median"] == 3.0
     assert summary["ours_reuse"]["vision_encodings_per_step"] == 1.0
     assert summary["ratios"] == {"ours_reuse/stock_trl": 2.0, "ours_no_reuse/stock_trl": 1.0,
                                  "ours_reuse/ours_no_reuse": 2.0}
+    # per repetition: 2/1, 3/1.5, 9/1.6 -> median 2.0
+    assert summary["paired_ratios"]["ours_reuse/stock_trl"] == {"per_rep": [2.0, 2.0, 5.625], "median": 2.0}
