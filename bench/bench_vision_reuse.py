@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a note for the JSON when other jobs shared the machine (e.g. '2 cores shared by 6 jobs')")
     p.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "geo_r_bench_vision")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    p.add_argument("--resummarize", action="store_true",
+                   help="recompute the summary and the FLOP count of an existing --out from its stored runs "
+                   "(no training; the model folder in --work_dir supplies the tokenizer)")
     return p
 
 
@@ -214,10 +217,31 @@ def real_depth_flops(args: argparse.Namespace, prompt_text_tokens: int) -> dict[
 # ------------------------------------------------------------------------------------------------- main
 
 
+def prompt_text_tokens(model_dir: Path) -> int:
+    """Tokens of the bench's chat prompt around the photo (the image placeholder counted once)."""
+    from geo_r.trainer.processor import load_processor
+
+    tokenizer = load_processor(model_dir).tokenizer
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}],
+        add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    return len(ids)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the side-by-side bench and write the JSON."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.resummarize:
+        payload = json.loads(args.out.read_text(encoding="utf-8"))
+        payload["summary"] = summarize(payload["runs"])
+        model_dir = build_bench_model("3b", args.work_dir / "models", "cpu", layers=args.layers,
+                                      vision_layers=args.vision_layers, dtype="float32")
+        payload["flops_at_real_depth"] = real_depth_flops(args, prompt_text_tokens(model_dir))
+        payload["resummarized"] = provenance()
+        _write(args.out, payload)
+        print(json.dumps({"summary": payload["summary"], "flops": payload["flops_at_real_depth"]}, indent=2))
+        return 0
     import torch
 
     from geo_r.data import build_grpo_dataset, load_records
@@ -259,13 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
             payload["summary"] = summarize(runs)
             _write(args.out, payload)
-    from geo_r.trainer.processor import load_processor
-
-    tokenizer = load_processor(model_dir).tokenizer
-    text_tokens = len(tokenizer.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}],
-        add_generation_prompt=True, tokenize=True))
-    payload["flops_at_real_depth"] = real_depth_flops(args, text_tokens)
+    payload["flops_at_real_depth"] = real_depth_flops(args, prompt_text_tokens(model_dir))
     payload["total_s"] = round(time.perf_counter() - t0, 1)
     _write(args.out, payload)
     print(json.dumps({"summary": payload["summary"], "flops": payload["flops_at_real_depth"]}, indent=2))
@@ -285,11 +303,21 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "vision_images_requested_per_step": statistics.median(r["vision_images_requested"] for r in mine),
                 "vision_s_median": round(statistics.median(r["vision_s"] for r in mine), 3),
             }
-    ratio = {}
+    ratio, paired = {}, {}
     for a, b in (("ours_reuse", "stock_trl"), ("ours_no_reuse", "stock_trl"), ("ours_reuse", "ours_no_reuse")):
         if a in out and b in out:
             ratio[f"{a}/{b}"] = round(out[a]["samples_per_s_median"] / out[b]["samples_per_s_median"], 3)
+            # the same repetition's runs ran back to back, so their ratio cancels most of the machine's drift
+            per_rep = [
+                x["samples_per_s"] / y["samples_per_s"]
+                for x in runs if x["config"] == a
+                for y in runs if y["config"] == b and y.get("rep") == x.get("rep")
+            ]
+            if per_rep:
+                paired[f"{a}/{b}"] = {"per_rep": [round(v, 3) for v in per_rep],
+                                      "median": round(statistics.median(per_rep), 3)}
     out["ratios"] = ratio
+    out["paired_ratios"] = paired
     return out
 
 

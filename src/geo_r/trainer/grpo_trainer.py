@@ -60,7 +60,7 @@ def _block_tokens_kwargs(token_ids: list[int], use_vllm: bool) -> dict[str, Any]
 
 
 class GeoGRPOTrainer(GRPOTrainer):
-    """GRPO for geolocation: TRL's trainer with geo metrics, vision-token blocking and vision freezing."""
+    """GRPO for geolocation: TRL's trainer with geo metrics, vision-token blocking, vision freezing and reuse."""
 
     _tag_names = ["trl", "grpo", "geo-r", "geolocation"]
 
@@ -108,7 +108,8 @@ class GeoGRPOTrainer(GRPOTrainer):
         if self.ref_model is not None:
             # the reference model shares cached outputs only when its tower holds the policy's weights
             for tower in find_vision_towers(self.ref_model):
-                # it is never trained: cacheable when shared only while the policy's tower is frozen too
+                # shared group: cacheable while the policy's tower is frozen (equal weights all step); else its own
+                # group, cacheable always (a reference model is never trained)
                 if same_weights(tower, towers[0]):
                     group, frozen = "policy", functools.partial(tower_is_frozen, towers[0])
                 else:

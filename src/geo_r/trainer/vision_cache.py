@@ -157,17 +157,16 @@ def _ranks_encoding(local: bool, device: torch.device) -> bool:
 
 
 def _fingerprints(pixels: torch.Tensor, sizes: list[int]) -> list[tuple[int, int]]:
-    """Two integer sums per image over the raw bits of its pixels (plain, and weighted by position): a device-side key.
+    """Two integer sums per image over the raw bits of its pixel rows (plain, and weighted): a device-side key.
 
     Integer sums are exact and order-free, so an image gets the same key wherever it sits in a batch (float sums
     may not: vectorised reductions depend on alignment). Collisions only cost a ``torch.equal`` check; matches
     are never trusted on the key alone.
     """
     int_type = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[pixels.element_size()]
-    x = pixels.detach().contiguous().view(int_type).reshape(pixels.shape[0], -1).to(torch.int64)
-    cols = torch.arange(1, x.shape[1] + 1, dtype=torch.int64, device=x.device)
-    rows_plain = x.sum(dim=1)
-    rows_weighted = (x * cols).sum(dim=1)
+    x = pixels.detach().contiguous().view(int_type).reshape(pixels.shape[0], -1)
+    rows_plain = x.sum(dim=1, dtype=torch.int64)  # one value per patch row: no copy of the pixels is made
+    rows_weighted = rows_plain & 0xFFFFF  # low bits, weighted by row position below: no int64 overflow
     row_pos = torch.cat([torch.arange(1, n + 1, dtype=torch.int64, device=x.device) for n in sizes])
     owner = torch.repeat_interleave(torch.arange(len(sizes), device=x.device), torch.tensor(sizes, device=x.device))
     plain = torch.zeros(len(sizes), dtype=torch.int64, device=x.device).index_add_(0, owner, rows_plain)
