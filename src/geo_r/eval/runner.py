@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from geo_r.data.image_decode import UnreadableImageError, first_unreadable
 from geo_r.data.schema import GeoRecord
 from geo_r.eval.generate import Generator
 from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
@@ -130,7 +131,7 @@ def generate_predictions(
             len(mine),
             dist.world_size,
         )
-    written = 0
+    written = unreadable = 0
     bar = tqdm(
         total=len(mine),
         desc=f"geo-r eval [{generator.name}]",
@@ -141,15 +142,39 @@ def generate_predictions(
         with PredictionWriter(output_path(output_dir, dist)) as writer:
             for start in range(0, len(mine), batch_size):
                 batch = mine[start : start + batch_size]
-                completions = generator.generate(batch)
-                if len(completions) != len(batch):
-                    raise RuntimeError(
-                        f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
-                    )
-                written += writer.append(
-                    prediction_line(r, c, distance) for r, c in zip(batch, completions, strict=True)
-                )
+                lines, bad = _batch_lines(generator, batch, distance)
+                unreadable += bad
+                written += writer.append(lines)
                 bar.update(len(batch))
     finally:
         bar.close()
+    if unreadable:
+        logger.warning(
+            "%d image(s) on this rank could not be read: recorded as unparseable with 'image_error'", unreadable
+        )
     return written
+
+
+def _batch_lines(generator: Generator, batch: Sequence[GeoRecord], distance: str) -> tuple[list[dict], int]:
+    """Prediction lines for ``batch`` and how many records had an unreadable image. One bad image costs its
+    own record only: it is written with an empty completion (scored as unparseable) and ``image_error``."""
+    try:
+        completions = generator.generate(batch)
+        errors: dict[str, UnreadableImageError] = {}
+    except UnreadableImageError:
+        errors = {r.id: e for r in batch if (e := first_unreadable(r.images)) is not None}
+        readable = [r for r in batch if r.id not in errors]
+        done = iter(generator.generate(readable) if readable else [])
+        completions = [next(done, "") if r.id not in errors else "" for r in batch]
+    if len(completions) != len(batch):
+        raise RuntimeError(
+            f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
+        )
+    lines = []
+    for record, completion in zip(batch, completions, strict=True):
+        line = prediction_line(record, completion, distance)
+        if record.id in errors:
+            line["image_error"] = str(errors[record.id])
+            logger.warning("image unreadable, recorded as unparseable: %s", errors[record.id])
+        lines.append(line)
+    return lines, len(errors)
