@@ -1,8 +1,79 @@
 #!/usr/bin/env bash
-# Run the test suite on CPU, offline, in the environment setup.sh installed into.
-# Extra arguments go to pytest, e.g.: bash run_scripts/run_tests.sh -k rewards -x
+# Run the test suite on CPU, offline, in three tiers (each a separate environment):
+#   main  the environment setup.sh installed into: every test, the slow, distributed and realscale tiers included
+#         (the realscale tier trains a 3B-wide, 2-layer hub-layout model on camera-sized photos)
+#   gpu   .venv-gpu, the GPU install's own stack on CPU (PyPI's CUDA torch 2.13.0, torchvision 0.28, vLLM 0.31,
+#         qwen-vl-utils): tests/test_gpu_stack.py (stock Qwen2_5_VLProcessor, vLLM classes) and the entry points on
+#         the stock processor (GRPO in-process, torchrun x2 and ZeRO-3; geo-r sft; geo-r eval; geo-r export-sft)
+#   sft   .venv-sft, LLaMA-Factory 0.9.5: tests/test_sft_llamafactory.py
+# A missing extra venv is installed first (bash setup.sh --gpu-venv-only / --sft-only; cold: several minutes and
+# ~15 GB, warm from pip's cache: much less; see README). In the gpu and sft tiers a skip is a failure
+# (GEO_R_REQUIRE_GPU_STACK=1, GEO_R_REQUIRE_SFT_VENV=1): they cannot pass without running.
+#
+#   bash run_scripts/run_tests.sh                 all three tiers
+#   bash run_scripts/run_tests.sh -k rewards -x   arguments go to pytest; then only the main tier runs
+#   GEO_R_TEST_TIERS=main,gpu bash run_scripts/run_tests.sh   choose tiers (main, gpu, sft)
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-python -m pytest "$@"
+
+if [[ -n "${GEO_R_TEST_TIERS:-}" ]]; then
+  TIERS=",${GEO_R_TEST_TIERS},"
+elif [[ $# -gt 0 ]]; then
+  TIERS=",main,"
+else
+  TIERS=",main,gpu,sft,"
+fi
+GPU_VENV="${GPU_VENV:-$GEO_R_HOME/.venv-gpu}"
+SFT_VENV="${SFT_VENV:-$GEO_R_HOME/.venv-sft}"
+# The GPU tier: the stack's own tests, the hub layout, and every entry point on the stock processor.
+GPU_TESTS=(
+  tests/test_gpu_stack.py
+  tests/test_hub_layout.py
+  tests/test_eval_vllm.py
+  tests/test_sft_export.py
+  "tests/test_grpo_train.py::test_inprocess_grpo_changes_weights_and_logs_each_reward"
+  "tests/test_grpo_train.py::test_torchrun_two_processes_two_datasets"
+  "tests/test_grpo_train.py::test_deepspeed_zero3_with_reference_model"
+  "tests/test_sft_train.py::test_collator_puts_the_loss_on_the_answer_and_end_of_turn_only"
+  "tests/test_sft_train.py::test_saved_folder_is_a_standard_checkpoint_with_the_grpo_pixel_limits"
+  "tests/test_eval_cli.py::test_eval_on_the_tiny_model_writes_every_output"
+)
+status=0
+tier_start() { echo "==> [tests: $1] $2"; TIER_T0=$(date +%s); }
+tier_end() { echo "==> [tests: $1] exit $2 in $(( $(date +%s) - TIER_T0 )) s"; [[ "$2" == 0 ]] || status=1; }
+
+if [[ "$TIERS" == *,main,* ]]; then
+  tier_start main "$(command -v python)"
+  main_args=("$@")
+  # the sft tier runs the LLaMA-Factory tests itself (after installing .venv-sft); not twice
+  [[ "$TIERS" == *,sft,* ]] && main_args+=(--ignore=tests/test_sft_llamafactory.py)
+  rc=0; python -m pytest "${main_args[@]}" || rc=$?
+  tier_end main "$rc"
+fi
+
+if [[ "$TIERS" == *,gpu,* ]]; then
+  if [[ ! -x "$GPU_VENV/bin/python" ]] || ! "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; then
+    echo "==> [tests: gpu] installing the GPU-stack venv $GPU_VENV (bash setup.sh --gpu-venv-only)"
+    env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" bash "$GEO_R_HOME/setup.sh" --gpu-venv-only
+  fi
+  tier_start gpu "$GPU_VENV/bin/python"
+  rc=0
+  GEO_R_REQUIRE_GPU_STACK=1 PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}" \
+    "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider "${GPU_TESTS[@]}" || rc=$?
+  tier_end gpu "$rc"
+fi
+
+if [[ "$TIERS" == *,sft,* ]]; then
+  if [[ ! -x "$SFT_VENV/bin/llamafactory-cli" ]]; then
+    echo "==> [tests: sft] installing the LLaMA-Factory venv $SFT_VENV (bash setup.sh --sft-only)"
+    env -u VIRTUAL_ENV -u CONDA_PREFIX SFT_VENV="$SFT_VENV" bash "$GEO_R_HOME/setup.sh" --sft-only
+  fi
+  tier_start sft "python (LLaMA-Factory runs from $SFT_VENV)"
+  rc=0
+  GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
+    tests/test_sft_llamafactory.py || rc=$?
+  tier_end sft "$rc"
+fi
+exit "$status"
