@@ -6,8 +6,8 @@
 #         qwen-vl-utils): tests/test_gpu_stack.py (stock Qwen2_5_VLProcessor, vLLM classes) and the entry points on
 #         the stock processor (GRPO in-process, torchrun x2 and ZeRO-3; geo-r sft; geo-r eval; geo-r export-sft)
 #   sft   .venv-sft, LLaMA-Factory 0.9.5: tests/test_sft_llamafactory.py
-# A missing extra venv is installed first (bash setup.sh --gpu-venv-only / --sft-only; cold: several minutes and
-# ~15 GB, warm from pip's cache: much less; see README). In the gpu and sft tiers a skip is a failure
+# A missing extra venv is installed (bash setup.sh --gpu-venv-only / --sft-only, ~9 GB and ~6 GB) in the background
+# while the main tier runs; an existing one is reused (see README for the times). In the gpu and sft tiers a skip is a failure
 # (GEO_R_REQUIRE_GPU_STACK=1, GEO_R_REQUIRE_SFT_VENV=1): they cannot pass without running.
 #
 #   bash run_scripts/run_tests.sh                 all three tiers
@@ -41,6 +41,29 @@ GPU_TESTS=(
   "tests/test_eval_cli.py::test_eval_on_the_tiny_model_writes_every_output"
 )
 status=0
+INSTALL_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/geo-r-tier-install.XXXXXX")"
+declare -A INSTALL_PID=()
+gpu_venv_ok() { [[ -x "$GPU_VENV/bin/python" ]] && "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; }
+sft_venv_ok() { [[ -x "$SFT_VENV/bin/llamafactory-cli" ]] && "$SFT_VENV/bin/python" -c 'import llamafactory, torchvision, deepspeed' >/dev/null 2>&1; }
+# Missing extra venvs install in the background while the main tier runs: the installs wait on the network and
+# the disk (about 9 GB and 6 GB), the main tier on the CPU, so they overlap instead of adding up.
+start_install() {  # $1: tier name, $2: setup.sh flag
+  echo "==> [tests: $1] installing its venv in the background (bash setup.sh $2; log: $INSTALL_LOGS/$1.log)"
+  env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
+    bash "$GEO_R_HOME/setup.sh" "$2" >"$INSTALL_LOGS/$1.log" 2>&1 &
+  INSTALL_PID[$1]=$!
+}
+finish_install() {  # $1: tier name; 0 when its venv is ready
+  [[ -n "${INSTALL_PID[$1]:-}" ]] || return 0
+  local rc=0
+  wait "${INSTALL_PID[$1]}" || rc=$?
+  echo "==> [tests: $1] venv install finished (exit $rc); last lines of $INSTALL_LOGS/$1.log:"
+  tail -n 12 "$INSTALL_LOGS/$1.log" | sed 's/^/    /'
+  return "$rc"
+}
+if [[ "$TIERS" == *,gpu,* ]] && ! gpu_venv_ok; then start_install gpu --gpu-venv-only; fi
+if [[ "$TIERS" == *,sft,* ]] && ! sft_venv_ok; then start_install sft --sft-only; fi
+
 tier_start() { echo "==> [tests: $1] $2"; TIER_T0=$(date +%s); }
 tier_end() { echo "==> [tests: $1] exit $2 in $(( $(date +%s) - TIER_T0 )) s"; [[ "$2" == 0 ]] || status=1; }
 
@@ -54,25 +77,19 @@ if [[ "$TIERS" == *,main,* ]]; then
 fi
 
 if [[ "$TIERS" == *,gpu,* ]]; then
-  if [[ ! -x "$GPU_VENV/bin/python" ]] || ! "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; then
-    echo "==> [tests: gpu] installing the GPU-stack venv $GPU_VENV (bash setup.sh --gpu-venv-only)"
-    env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" bash "$GEO_R_HOME/setup.sh" --gpu-venv-only
-  fi
   tier_start gpu "$GPU_VENV/bin/python"
   rc=0
-  GEO_R_REQUIRE_GPU_STACK=1 PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}" \
+  finish_install gpu || rc=$?
+  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_GPU_STACK=1 PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}" \
     "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider "${GPU_TESTS[@]}" || rc=$?
   tier_end gpu "$rc"
 fi
 
 if [[ "$TIERS" == *,sft,* ]]; then
-  if [[ ! -x "$SFT_VENV/bin/llamafactory-cli" ]]; then
-    echo "==> [tests: sft] installing the LLaMA-Factory venv $SFT_VENV (bash setup.sh --sft-only)"
-    env -u VIRTUAL_ENV -u CONDA_PREFIX SFT_VENV="$SFT_VENV" bash "$GEO_R_HOME/setup.sh" --sft-only
-  fi
   tier_start sft "python (LLaMA-Factory runs from $SFT_VENV)"
   rc=0
-  GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
+  finish_install sft || rc=$?
+  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
     tests/test_sft_llamafactory.py || rc=$?
   tier_end sft "$rc"
 fi

@@ -164,8 +164,13 @@ def _batch_lines(generator: Generator, batch: Sequence[GeoRecord], distance: str
     except UnreadableImageError:
         errors = {r.id: e for r in batch if (e := first_unreadable(r.images)) is not None}
         readable = [r for r in batch if r.id not in errors]
-        done = iter(generator.generate(readable) if readable else [])
-        completions = [next(done, "") if r.id not in errors else "" for r in batch]
+        generated = generator.generate(readable) if readable else []
+        if len(generated) != len(readable):
+            raise RuntimeError(
+                f"{generator.name} backend returned {len(generated)} completion(s) for {len(readable)} image(s)"
+            ) from None
+        done = iter(generated)
+        completions = ["" if r.id in errors else next(done) for r in batch]
     if len(completions) != len(batch):
         raise RuntimeError(
             f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
