@@ -17,6 +17,8 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# This checkout's code in every tier and subprocess, whichever checkout an environment's editable install points to.
+export PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}"
 
 if [[ -n "${GEO_R_TEST_TIERS:-}" ]]; then
   TIERS=",${GEO_R_TEST_TIERS},"
@@ -80,7 +82,7 @@ if [[ "$TIERS" == *,gpu,* ]]; then
   tier_start gpu "$GPU_VENV/bin/python"
   rc=0
   finish_install gpu || rc=$?
-  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_GPU_STACK=1 PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}" \
+  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_GPU_STACK=1 \
     "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider "${GPU_TESTS[@]}" || rc=$?
   tier_end gpu "$rc"
 fi
