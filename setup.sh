@@ -5,6 +5,9 @@
 #   bash setup.sh --gpu      also vLLM 0.31, torchvision 0.28, qwen-vl-utils, liger-kernel and flash-attn
 #   bash setup.sh --sft      also LLaMA-Factory 0.9.5 in its own venv .venv-sft (for run_scripts/run_sft.sh)
 #   bash setup.sh --sft-only only that SFT venv (the main environment is left as it is)
+#   bash setup.sh --gpu-venv also the GPU stack in its own venv .venv-gpu (PyPI's CUDA torch, torchvision, vLLM,
+#                            qwen-vl-utils); it installs and its tests run on a machine without a GPU too
+#   bash setup.sh --gpu-venv-only  only that GPU-stack venv (combine with --sft-only for both extra venvs)
 #   bash setup.sh --no-lock  resolve the CPU stack freshly instead of from local_scripts/constraints-cpu.txt
 #
 # The CPU stack (steps 1-2) is installed with '-c local_scripts/constraints-cpu.txt': every transitive package
@@ -20,10 +23,11 @@
 # on CPU too), because LLaMA-Factory imports torchaudio and torchvision, which have no CPU build on PyPI.
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 WITH_GPU=0
 WITH_SFT=0
+WITH_GPU_VENV=0
 MAIN=1
 USE_LOCK=1
 for arg in "$@"; do
@@ -32,6 +36,8 @@ for arg in "$@"; do
     --gpu) WITH_GPU=1 ;;
     --sft) WITH_SFT=1 ;;
     --sft-only) WITH_SFT=1; MAIN=0 ;;
+    --gpu-venv) WITH_GPU_VENV=1 ;;
+    --gpu-venv-only) WITH_GPU_VENV=1; MAIN=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; usage >&2; exit 2 ;;
   esac
@@ -92,8 +98,67 @@ PYEOF
   echo "==> next: bash run_scripts/run_sft.sh   (LLaMA-Factory SFT; --builtin for the main-environment SFT)"
 }
 
+# The GPU stack in its own venv (GPU_VENV, default .venv-gpu): the exact builds a CUDA user installs, which also
+# run on CPU, so tests/test_gpu_stack.py exercises the stock Qwen2_5_VLProcessor, torchvision and vLLM's classes.
+# '===' again: a find-links '2.13.0+cpu' torch next to PyPI's torchvision fails to import ("mixed builds").
+GPU_VENV="${GPU_VENV:-$REPO/.venv-gpu}"
+GPU_TORCH=("torch===2.13.0" "torchvision===0.28.0")
+
+has_cuda_toolkit() {  # flash-attn compiles only where nvcc and a GPU exist
+  command -v nvcc >/dev/null 2>&1 && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
+}
+
+install_flash_attn() {  # $@: the pip command of the target environment
+  if ! has_cuda_toolkit; then
+    echo "setup.sh: flash-attn skipped (needs CUDA and nvcc); training falls back to --attn_implementation sdpa" >&2
+    return 0
+  fi
+  # flash-attn ships only an sdist that must be compiled against the installed CUDA torch.
+  if ! "$@" --no-build-isolation "flash-attn>=2.7" "torch===2.13.0"; then
+    echo "setup.sh: flash-attn failed to build (needs CUDA and nvcc); training falls back to --attn_implementation sdpa" >&2
+  fi
+}
+
+setup_gpu_env() {
+  local start_gpu constraints base_py
+  start_gpu=$(date +%s)
+  if [[ ! -x "$GPU_VENV/bin/python" ]]; then
+    base_py="${PYTHON:-python3}"
+    "$base_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+      echo "setup.sh: Geo-R needs Python >= 3.11 ($base_py is $("$base_py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+      exit 1; }
+    echo "==> [gpu 1/3] creating $GPU_VENV with $("$base_py" --version 2>&1)"
+    "$base_py" -m venv "$GPU_VENV"
+  else
+    echo "==> [gpu 1/3] using the existing $GPU_VENV"
+  fi
+  local gpu_pip=("$GPU_VENV/bin/python" -m pip install --disable-pip-version-check)
+  constraints="$GPU_VENV/geo-r-gpu-constraints.txt"
+  printf '%s\n' "${GPU_TORCH[@]}" > "$constraints"
+  echo "==> [gpu 2/3] ${GPU_TORCH[*]} (PyPI's CUDA builds, several GB; they run without a GPU too)"
+  "${gpu_pip[@]}" "${GPU_TORCH[@]}"
+  echo "==> [gpu 3/3] geo-r (editable) with [dev,gpu]: vLLM 0.31, qwen-vl-utils, liger-kernel"
+  DS_BUILD_OPS=0 "${gpu_pip[@]}" -e ".[dev,gpu]" -c "$constraints"
+  install_flash_attn "${gpu_pip[@]}"
+  if ! "$GPU_VENV/bin/python" -c 'import torch, torchvision, vllm, qwen_vl_utils' 2>"$GPU_VENV/import-check.log"; then
+    echo "setup.sh: the GPU stack does not import in $GPU_VENV (see $GPU_VENV/import-check.log)." >&2
+    exit 1
+  fi
+  echo "==> GPU-stack venv ready in $GPU_VENV in $(( $(date +%s) - start_gpu )) s:"
+  "$GPU_VENV/bin/python" - <<'PYEOF'
+import importlib
+for name in ["torch", "torchvision", "transformers", "trl", "vllm", "qwen_vl_utils", "liger_kernel", "flash_attn"]:
+    try:
+        mod = importlib.import_module(name)
+        print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
+    except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
+        print(f"    {name:18s} not available ({type(exc).__name__})")
+PYEOF
+}
+
 if [[ "$MAIN" == 0 ]]; then
-  setup_sft_env
+  if [[ "$WITH_GPU_VENV" == 1 ]]; then setup_gpu_env; fi
+  if [[ "$WITH_SFT" == 1 ]]; then setup_sft_env; fi
   exit 0
 fi
 
@@ -117,6 +182,11 @@ fi
 
 PIP=("$PY" -m pip install --disable-pip-version-check)
 start=$(date +%s)
+if [[ "$WITH_GPU" == 1 ]]; then
+  # --gpu: PyPI's CUDA build, even where a find-links folder offers '2.13.0+cpu' ('===' refuses local versions),
+  # so torchvision 0.28 (CUDA-only on PyPI) imports next to it: one build, never a mix.
+  TORCH_PIN="torch===2.13.0"
+fi
 
 echo "==> [1/3] $TORCH_PIN (first, so nothing else chooses a torch build)"
 "${PIP[@]}" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_ARGS[@]}"}
@@ -128,11 +198,8 @@ DS_BUILD_OPS=0 "${PIP[@]}" -e ".[dev,app]" "$TORCH_PIN" ${LOCK_ARGS[@]+"${LOCK_A
 
 if [[ "$WITH_GPU" == 1 ]]; then
   echo "==> [3/3] GPU extras: vLLM, torchvision, qwen-vl-utils, liger-kernel, flash-attn"
-  "${PIP[@]}" -e ".[dev,app,gpu]" "$TORCH_PIN"
-  # flash-attn ships only an sdist that must be compiled against the installed CUDA torch.
-  if ! "${PIP[@]}" --no-build-isolation "flash-attn>=2.7" "$TORCH_PIN"; then
-    echo "setup.sh: flash-attn failed to build (needs CUDA and nvcc); training falls back to --attn_implementation sdpa" >&2
-  fi
+  "${PIP[@]}" -e ".[dev,app,gpu]" "$TORCH_PIN" "torchvision===0.28.0"
+  install_flash_attn "${PIP[@]}"
 else
   echo "==> [3/3] GPU extras skipped (run 'bash setup.sh --gpu' on a CUDA machine for vLLM and flash-attn)"
 fi
@@ -152,6 +219,9 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   echo "==> no Chromium found: the browser tests (app, explorer) will skip; on Debian/Ubuntu: sudo apt-get install -y chromium"
 fi
 echo "==> next: bash run_scripts/run_tests.sh   (or see README.md)"
+if [[ "$WITH_GPU_VENV" == 1 ]]; then
+  setup_gpu_env
+fi
 if [[ "$WITH_SFT" == 1 ]]; then
   setup_sft_env
 fi

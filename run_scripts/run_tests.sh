@@ -1,8 +1,98 @@
 #!/usr/bin/env bash
-# Run the test suite on CPU, offline, in the environment setup.sh installed into.
-# Extra arguments go to pytest, e.g.: bash run_scripts/run_tests.sh -k rewards -x
+# Run the test suite on CPU, offline, in three tiers (each a separate environment):
+#   main  the environment setup.sh installed into: every test, the slow, distributed and realscale tiers included
+#         (the realscale tier trains a 3B-wide, 2-layer hub-layout model on camera-sized photos)
+#   gpu   .venv-gpu, the GPU install's own stack on CPU (PyPI's CUDA torch 2.13.0, torchvision 0.28, vLLM 0.31,
+#         qwen-vl-utils): tests/test_gpu_stack.py (stock Qwen2_5_VLProcessor, vLLM classes) and the entry points on
+#         the stock processor (GRPO in-process, torchrun x2 and ZeRO-3; geo-r sft; geo-r eval; geo-r export-sft)
+#   sft   .venv-sft, LLaMA-Factory 0.9.5: tests/test_sft_llamafactory.py
+# A missing extra venv is installed (bash setup.sh --gpu-venv-only / --sft-only, ~9 GB and ~6 GB) in the background
+# while the main tier runs; an existing one is reused (see README for the times). In the gpu and sft tiers a skip is a failure
+# (GEO_R_REQUIRE_GPU_STACK=1, GEO_R_REQUIRE_SFT_VENV=1): they cannot pass without running.
+#
+#   bash run_scripts/run_tests.sh                 all three tiers
+#   bash run_scripts/run_tests.sh -k rewards -x   arguments go to pytest; then only the main tier runs
+#   GEO_R_TEST_TIERS=main,gpu bash run_scripts/run_tests.sh   choose tiers (main, gpu, sft)
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-python -m pytest "$@"
+# This checkout's code in every tier and subprocess, whichever checkout an environment's editable install points to.
+export PYTHONPATH="$GEO_R_HOME/src${PYTHONPATH:+:$PYTHONPATH}"
+
+if [[ -n "${GEO_R_TEST_TIERS:-}" ]]; then
+  TIERS=",${GEO_R_TEST_TIERS},"
+elif [[ $# -gt 0 ]]; then
+  TIERS=",main,"
+else
+  TIERS=",main,gpu,sft,"
+fi
+GPU_VENV="${GPU_VENV:-$GEO_R_HOME/.venv-gpu}"
+SFT_VENV="${SFT_VENV:-$GEO_R_HOME/.venv-sft}"
+# The GPU tier: the stack's own tests, the hub layout, and every entry point on the stock processor.
+GPU_TESTS=(
+  tests/test_gpu_stack.py
+  tests/test_hub_layout.py
+  tests/test_eval_vllm.py
+  tests/test_sft_export.py
+  "tests/test_grpo_train.py::test_inprocess_grpo_changes_weights_and_logs_each_reward"
+  "tests/test_grpo_train.py::test_torchrun_two_processes_two_datasets"
+  "tests/test_grpo_train.py::test_deepspeed_zero3_with_reference_model"
+  "tests/test_sft_train.py::test_collator_puts_the_loss_on_the_answer_and_end_of_turn_only"
+  "tests/test_sft_train.py::test_saved_folder_is_a_standard_checkpoint_with_the_grpo_pixel_limits"
+  "tests/test_eval_cli.py::test_eval_on_the_tiny_model_writes_every_output"
+)
+status=0
+INSTALL_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/geo-r-tier-install.XXXXXX")"
+declare -A INSTALL_PID=()
+gpu_venv_ok() { [[ -x "$GPU_VENV/bin/python" ]] && "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; }
+sft_venv_ok() { [[ -x "$SFT_VENV/bin/llamafactory-cli" ]] && "$SFT_VENV/bin/python" -c 'import llamafactory, torchvision, deepspeed' >/dev/null 2>&1; }
+# Missing extra venvs install in the background while the main tier runs: the installs wait on the network and
+# the disk (about 9 GB and 6 GB), the main tier on the CPU, so they overlap instead of adding up.
+start_install() {  # $1: tier name, $2: setup.sh flag
+  echo "==> [tests: $1] installing its venv in the background (bash setup.sh $2; log: $INSTALL_LOGS/$1.log)"
+  env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
+    bash "$GEO_R_HOME/setup.sh" "$2" >"$INSTALL_LOGS/$1.log" 2>&1 &
+  INSTALL_PID[$1]=$!
+}
+finish_install() {  # $1: tier name; 0 when its venv is ready
+  [[ -n "${INSTALL_PID[$1]:-}" ]] || return 0
+  local rc=0
+  wait "${INSTALL_PID[$1]}" || rc=$?
+  echo "==> [tests: $1] venv install finished (exit $rc); last lines of $INSTALL_LOGS/$1.log:"
+  tail -n 12 "$INSTALL_LOGS/$1.log" | sed 's/^/    /'
+  return "$rc"
+}
+if [[ "$TIERS" == *,gpu,* ]] && ! gpu_venv_ok; then start_install gpu --gpu-venv-only; fi
+if [[ "$TIERS" == *,sft,* ]] && ! sft_venv_ok; then start_install sft --sft-only; fi
+
+tier_start() { echo "==> [tests: $1] $2"; TIER_T0=$(date +%s); }
+tier_end() { echo "==> [tests: $1] exit $2 in $(( $(date +%s) - TIER_T0 )) s"; [[ "$2" == 0 ]] || status=1; }
+
+if [[ "$TIERS" == *,main,* ]]; then
+  tier_start main "$(command -v python)"
+  main_args=("$@")
+  # the sft tier runs the LLaMA-Factory tests itself (after installing .venv-sft); not twice
+  [[ "$TIERS" == *,sft,* ]] && main_args+=(--ignore=tests/test_sft_llamafactory.py)
+  rc=0; python -m pytest "${main_args[@]}" || rc=$?
+  tier_end main "$rc"
+fi
+
+if [[ "$TIERS" == *,gpu,* ]]; then
+  tier_start gpu "$GPU_VENV/bin/python"
+  rc=0
+  finish_install gpu || rc=$?
+  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_GPU_STACK=1 \
+    "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider "${GPU_TESTS[@]}" || rc=$?
+  tier_end gpu "$rc"
+fi
+
+if [[ "$TIERS" == *,sft,* ]]; then
+  tier_start sft "python (LLaMA-Factory runs from $SFT_VENV)"
+  rc=0
+  finish_install sft || rc=$?
+  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
+    tests/test_sft_llamafactory.py || rc=$?
+  tier_end sft "$rc"
+fi
+exit "$status"

@@ -23,6 +23,8 @@ from geo_r.demo.toy_data import write_toy_dataset
 REPO = Path(__file__).resolve().parents[1]
 SFT_VENV = Path(os.environ.get("GEO_R_SFT_VENV") or REPO / ".venv-sft")
 LF_CLI = SFT_VENV / "bin" / "llamafactory-cli"
+if os.environ.get("GEO_R_REQUIRE_SFT_VENV") == "1" and not LF_CLI.is_file():  # run_tests.sh's SFT tier: no skipping
+    raise RuntimeError(f"GEO_R_REQUIRE_SFT_VENV=1 but there is no {LF_CLI} (bash setup.sh --sft-only)")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(

@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from geo_r.data import build_grpo_dataset, load_records, split_dataset
     from geo_r.data.mixture import is_mixture_config, load_mixture
+    from geo_r.data.skip_images import skip_unreadable_images
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import reconcile, resolve_resume
@@ -163,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     dataset = build_grpo_dataset(records, question=script.question, replace_questions=script.replace_questions)
     train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
+    # Images decode when a row is read; a row whose image fails then is skipped with a counted warning.
+    train_ds = skip_unreadable_images(train_ds)
+    val_ds = skip_unreadable_images(val_ds) if val_ds is not None else None
     if val_ds is not None and training.eval_strategy == "no":
         logger.warning(
             "--val_split_ratio %s holds out %d records that are never evaluated: add --eval_strategy steps",

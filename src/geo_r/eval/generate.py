@@ -84,14 +84,11 @@ def batch_seed(seed: int, ids: Sequence[str]) -> int:
 
 
 def load_image(path: str) -> Image.Image:
-    """Open an image as RGB (EXIF orientation applied), raising an error that names the file."""
-    from PIL import Image, ImageOps
+    """Open an image as RGB (fully decoded, EXIF orientation applied, alpha on white, 16-bit scaled), raising
+    :class:`~geo_r.data.image_decode.UnreadableImageError` (an OSError naming the file and the reason)."""
+    from geo_r.data.image_decode import open_rgb
 
-    try:
-        with Image.open(path) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise OSError(f"{path}: cannot read image ({exc})") from exc
+    return open_rgb(path)
 
 
 def prompt_texts(processor: Any, records: Sequence[GeoRecord], question: str | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from geo_r.data.image_decode import UnreadableImageError, first_unreadable
 from geo_r.data.schema import GeoRecord
 from geo_r.eval.generate import Generator
 from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
@@ -138,7 +139,7 @@ def generate_predictions(
             len(mine),
             dist.world_size,
         )
-    written = 0
+    written = unreadable = 0
     bar = tqdm(
         total=len(mine),
         desc=f"geo-r eval [{generator.name}]",
@@ -149,23 +150,55 @@ def generate_predictions(
         with PredictionWriter(output_path(output_dir, dist)) as writer:
             for start in range(0, len(mine), batch_size):
                 batch = mine[start : start + batch_size]
-                completions = generator.generate(batch)
-                if len(completions) != len(batch):
-                    raise RuntimeError(
-                        f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
-                    )
-                samples: list[list[str] | None] = [None] * len(batch)
-                if num_samples > 1:
-                    drawn = generator.generate_samples(batch, num_samples)
-                    if len(drawn) != len(batch) or any(len(s) != num_samples for s in drawn):
-                        raise RuntimeError(
-                            f"{generator.name} backend returned a wrong number of samples for {len(batch)} image(s)"
-                        )
-                    samples = list(drawn)
-                written += writer.append(
-                    prediction_line(r, c, distance, s) for r, c, s in zip(batch, completions, samples, strict=True)
-                )
+                lines, bad = _batch_lines(generator, batch, distance, num_samples)
+                unreadable += bad
+                written += writer.append(lines)
                 bar.update(len(batch))
     finally:
         bar.close()
+    if unreadable:
+        logger.warning(
+            "%d image(s) on this rank could not be read: recorded as unparseable with 'image_error'", unreadable
+        )
     return written
+
+
+def _batch_lines(
+    generator: Generator, batch: Sequence[GeoRecord], distance: str, num_samples: int = 1
+) -> tuple[list[dict], int]:
+    """Prediction lines for ``batch`` (with ``num_samples`` > 1, also K sampled completions each) and how many
+    records had an unreadable image. One bad image costs its own record only: it is written with empty
+    completions (scored as unparseable) and ``image_error``."""
+    try:
+        completions = generator.generate(batch)
+        errors: dict[str, UnreadableImageError] = {}
+    except UnreadableImageError:
+        errors = {r.id: e for r in batch if (e := first_unreadable(r.images)) is not None}
+        readable = [r for r in batch if r.id not in errors]
+        generated = generator.generate(readable) if readable else []
+        if len(generated) != len(readable):
+            raise RuntimeError(
+                f"{generator.name} backend returned {len(generated)} completion(s) for {len(readable)} image(s)"
+            ) from None
+        done = iter(generated)
+        completions = ["" if r.id in errors else next(done) for r in batch]
+    if len(completions) != len(batch):
+        raise RuntimeError(
+            f"{generator.name} backend returned {len(completions)} completion(s) for {len(batch)} image(s)"
+        )
+    samples: list[list[str] | None] = [None] * len(batch)
+    if num_samples > 1:
+        readable = [r for r in batch if r.id not in errors]
+        drawn = generator.generate_samples(readable, num_samples) if readable else []
+        if len(drawn) != len(readable) or any(len(d) != num_samples for d in drawn):
+            raise RuntimeError(f"{generator.name} backend returned a wrong number of samples for {len(readable)} image(s)")
+        done_samples = iter(drawn)
+        samples = [[""] * num_samples if r.id in errors else next(done_samples) for r in batch]
+    lines = []
+    for record, completion, drawn_k in zip(batch, completions, samples, strict=True):
+        line = prediction_line(record, completion, distance, drawn_k)
+        if record.id in errors:
+            line["image_error"] = str(errors[record.id])
+            logger.warning("image unreadable, recorded as unparseable: %s", errors[record.id])
+        lines.append(line)
+    return lines, len(errors)

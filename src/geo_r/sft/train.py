@@ -107,6 +107,7 @@ def build_sft_trainer(
     from trl import SFTTrainer
 
     from geo_r.data import load_records, split_dataset
+    from geo_r.data.skip_images import skip_unreadable_images
     from geo_r.sft.data import build_sft_dataset
     from geo_r.sft.examples import build_sft_examples
     from geo_r.trainer.lora import build_lora_config
@@ -149,6 +150,9 @@ def build_sft_trainer(
     dataset = build_sft_dataset(examples)
     seed = training.data_seed if training.data_seed is not None else training.seed
     train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
+    # Images decode when a row is read; a row whose image fails then is skipped with a counted warning.
+    train_ds = skip_unreadable_images(train_ds)
+    val_ds = skip_unreadable_images(val_ds) if val_ds is not None else None
 
     processor = load_processor(model_args.model_name_or_path, min_pixels=script.min_pixels, max_pixels=script.max_pixels)
     check_lengths(examples, processor, training.max_length, script.max_pixels)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ PROCESSOR_CONFIG = "processor_config.json"  # transformers 5 nested format
 LEGACY_PREPROCESSOR_CONFIG = "preprocessor_config.json"  # hub checkpoints saved by transformers 4.x
 TOKENIZER_CONFIG = "tokenizer_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", TOKENIZER_CONFIG, "vocab.json")
+
+logger = logging.getLogger(__name__)
 
 _OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -290,6 +293,11 @@ def load_processor(
         new_min = cur_min if min_pixels is None else min_pixels
         new_max = cur_max if max_pixels is None else max_pixels
         check_pixel_limits(new_min, new_max)
+        if (new_min, new_max) != (cur_min, cur_max):
+            logger.info(
+                "pixel limits min_pixels=%d max_pixels=%d (command line) override %s's min_pixels=%d max_pixels=%d",
+                new_min, new_max, folder, cur_min, cur_max,
+            )
         # min_pixels/max_pixels are passed too: legacy (4.x) configs carry top-level min_pixels/max_pixels
         # keys that the constructor applies *over* ``size``; ours must win.
         image_processor = AutoImageProcessor.from_pretrained(
