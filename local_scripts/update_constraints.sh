@@ -7,7 +7,7 @@
 #
 # A fresh venv (PYTHON, default python3) takes minutes and ~1 GB of downloads. Without --upgrade the existing
 # pins are kept and only packages new to pyproject.toml (or to its dev extra) are resolved and added. The
-# file lists every package of geo-r[dev]'s requirement closure at its installed version, nothing installed
+# file lists every package of geo-r[dev,app]'s requirement closure (what setup.sh installs) at its installed version, nothing installed
 # beside it (local_scripts/freeze_constraints.py; EXTRAS=dev,other to lock more extras). Commit it with the
 # bench results measured on it.
 set -euo pipefail
@@ -31,5 +31,5 @@ case "${1:-}" in
   "") fresh_venv "" ;;
   *) echo "update_constraints.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 esac
-"$PY" "$REPO/local_scripts/freeze_constraints.py" --extras "${EXTRAS:-dev}" --out "$OUT"
+"$PY" "$REPO/local_scripts/freeze_constraints.py" --extras "${EXTRAS:-dev,app}" --out "$OUT"
 echo "==> review and commit: git diff $OUT"
