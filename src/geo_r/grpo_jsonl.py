@@ -208,9 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         trainer.save_state()
         logger.info("saved the trained model and trainer_state.json to %s", training.output_dir)
     else:
-        logger.warning("stopped on request at step %d (checkpoint saved); rerun to resume", stop.stopped_at)
-        if training.process_index == 0:
-            stop.path.unlink(missing_ok=True)
+        stop.acknowledge(training.process_index == 0)
     if heartbeat is not None:
         heartbeat.stop()
     shutdown_process_group()

@@ -244,9 +244,7 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
         trainer.save_state()
         logger.info("saved the SFT model to %s: pass it to grpo_jsonl.py --model_name_or_path", out)
     else:
-        logger.warning("stopped on request at step %d (checkpoint saved); rerun to resume", stop.stopped_at)
-        if training.process_index == 0:
-            stop.path.unlink(missing_ok=True)
+        stop.acknowledge(training.process_index == 0)
     if heartbeat is not None:
         heartbeat.stop()
     shutdown_process_group()

@@ -57,3 +57,9 @@ class StopRequestCallback(TrainerCallback):
                     self.path, state.global_step,
                 )
         return control
+
+    def acknowledge(self, is_main_process: bool) -> None:
+        """After a stopped run: say so and remove the stop file (main process), so the rerun trains on."""
+        logger.warning("stopped on request at step %d (checkpoint saved); rerun to resume", self.stopped_at)
+        if is_main_process:
+            self.path.unlink(missing_ok=True)
