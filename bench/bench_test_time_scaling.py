@@ -176,6 +176,15 @@ def verdict(results: list[dict[str, Any]], aggregates: list[str]) -> dict[str, d
     return out
 
 
+def _shown_argv(argv: list[str]) -> list[str]:
+    """The command line for the JSON, with an absolute ``--out`` folder (this machine's) shown as ``$OUT``."""
+    shown = list(argv)
+    for i, a in enumerate(shown[:-1]):
+        if a == "--out" and Path(shown[i + 1]).is_absolute():
+            shown[i + 1] = "$OUT"
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run (or reuse) the demo per seed, evaluate with K samples, write the JSON and the figure, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                      "median_km": "median_km_worst_case: an unparseable answer counts as 20,015 km, as in the demo"},
             "results": results,
             "verdict": verdict(results, aggregates),
-            "provenance": provenance(),
+            "provenance": provenance(_shown_argv(sys.argv if argv is None else [sys.argv[0], *argv])),
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
