@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = {}
     for item in args.runs:
-        name, command, log = item.split("=", 2)
+        name, rest = item.split("=", 1)
+        command, log = rest.rsplit("=", 1)
         runs[name] = {"command": command, "log": log, **read_log(Path(log))}
     result = {"provenance": provenance(), "note": args.note, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -267,7 +267,7 @@ def test_cli_arguments_have_help_and_defaults():
     parser = argparse.ArgumentParser()
     tiny_model.add_arguments(parser)
     flags = {a.dest: a for a in parser._actions if a.dest != "help"}
-    assert set(flags) == {"out", "family", "size", "seed", "min_pixels", "max_pixels"}
+    assert set(flags) == {"out", "family", "size", "seed", "min_pixels", "max_pixels", "layout", "shape", "layers"}
     assert all(a.help for a in flags.values())
     assert flags["out"].required
     args = parser.parse_args(["--out", "x"])
@@ -278,6 +278,7 @@ def test_cli_arguments_have_help_and_defaults():
         None,
         None,
     )
+    assert (args.layout, args.shape, args.layers) == ("standard", None, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "x", "--family", "llava"])
 

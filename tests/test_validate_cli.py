@@ -122,6 +122,7 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
         "--image_folders",
         "--skip_invalid",
         "--no_check_images",
+        "--decode",
         "--derive_chains",
     ):
         assert flag in out
