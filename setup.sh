@@ -58,19 +58,24 @@ SFT_TORCH=("torch===2.13.0" "torchvision===0.28.0" "torchaudio===2.11.0")
 SFT_PINS=("llamafactory==0.9.5" "transformers==5.6.0" "trl==0.24.0" "peft==0.18.1" "accelerate==1.11.0"
           "datasets==4.0.0" "tokenizers==0.22.2" "torchdata==0.11.0" "deepspeed==0.19.8")
 
-setup_sft_env() {
-  local start_sft constraints base_py
-  start_sft=$(date +%s)
-  if [[ ! -x "$SFT_VENV/bin/python" ]]; then
-    base_py="${PYTHON:-python3}"
-    "$base_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
-      echo "setup.sh: LLaMA-Factory 0.9.5 needs Python >= 3.11 ($base_py is $("$base_py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
-      exit 1; }
-    echo "==> [sft 1/3] creating $SFT_VENV with $("$base_py" --version 2>&1)"
-    "$base_py" -m venv "$SFT_VENV"
-  else
-    echo "==> [sft 1/3] using the existing $SFT_VENV"
+# make_venv DIR TAG WHAT: create the venv DIR with $PYTHON (default python3, must be >= 3.11), or reuse it.
+make_venv() {
+  local dir="$1" tag="$2" what="$3" base_py="${PYTHON:-python3}"
+  if [[ -x "$dir/bin/python" ]]; then
+    echo "==> [$tag 1/3] using the existing $dir"
+    return
   fi
+  "$base_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "setup.sh: $what needs Python >= 3.11 ($base_py is $("$base_py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+    exit 1; }
+  echo "==> [$tag 1/3] creating $dir with $("$base_py" --version 2>&1)"
+  "$base_py" -m venv "$dir"
+}
+
+setup_sft_env() {
+  local start_sft constraints
+  start_sft=$(date +%s)
+  make_venv "$SFT_VENV" sft "LLaMA-Factory 0.9.5"
   local sft_pip=("$SFT_VENV/bin/python" -m pip install --disable-pip-version-check)
   echo "==> [sft 2/3] ${SFT_TORCH[*]} (PyPI builds; several GB with their CUDA libraries)"
   "${sft_pip[@]}" "${SFT_TORCH[@]}"
@@ -120,18 +125,9 @@ install_flash_attn() {  # $@: the pip command of the target environment
 }
 
 setup_gpu_env() {
-  local start_gpu constraints base_py
+  local start_gpu constraints
   start_gpu=$(date +%s)
-  if [[ ! -x "$GPU_VENV/bin/python" ]]; then
-    base_py="${PYTHON:-python3}"
-    "$base_py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
-      echo "setup.sh: Geo-R needs Python >= 3.11 ($base_py is $("$base_py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
-      exit 1; }
-    echo "==> [gpu 1/3] creating $GPU_VENV with $("$base_py" --version 2>&1)"
-    "$base_py" -m venv "$GPU_VENV"
-  else
-    echo "==> [gpu 1/3] using the existing $GPU_VENV"
-  fi
+  make_venv "$GPU_VENV" gpu "Geo-R"
   local gpu_pip=("$GPU_VENV/bin/python" -m pip install --disable-pip-version-check)
   constraints="$GPU_VENV/geo-r-gpu-constraints.txt"
   printf '%s\n' "${GPU_TORCH[@]}" > "$constraints"
