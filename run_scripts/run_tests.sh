@@ -44,55 +44,59 @@ GPU_TESTS=(
 )
 status=0
 INSTALL_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/geo-r-tier-install.XXXXXX")"
-declare -A INSTALL_PID=()
 gpu_venv_ok() { [[ -x "$GPU_VENV/bin/python" ]] && "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; }
 sft_venv_ok() { [[ -x "$SFT_VENV/bin/llamafactory-cli" ]] && "$SFT_VENV/bin/python" -c 'import llamafactory, torchvision, deepspeed' >/dev/null 2>&1; }
-# Missing extra venvs install in the background while the main tier runs: the installs wait on the network and
+# A missing extra venv is installed first, inside its tier's background job: the installs wait on the network and
 # the disk (about 9 GB and 6 GB), the main tier on the CPU, so they overlap instead of adding up.
-start_install() {  # $1: tier name, $2: setup.sh flag
-  echo "==> [tests: $1] installing its venv in the background (bash setup.sh $2; log: $INSTALL_LOGS/$1.log)"
-  env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
-    bash "$GEO_R_HOME/setup.sh" "$2" >"$INSTALL_LOGS/$1.log" 2>&1 &
-  INSTALL_PID[$1]=$!
-}
-finish_install() {  # $1: tier name; 0 when its venv is ready
-  [[ -n "${INSTALL_PID[$1]:-}" ]] || return 0
+ensure_venv() {  # $1: tier name, $2: its check, $3: setup.sh flag; 0 when the venv is ready
+  "$2" && return 0
+  echo "==> [tests: $1] installing its venv (bash setup.sh $3; log: $INSTALL_LOGS/$1-install.log)"
   local rc=0
-  wait "${INSTALL_PID[$1]}" || rc=$?
-  echo "==> [tests: $1] venv install finished (exit $rc); last lines of $INSTALL_LOGS/$1.log:"
-  tail -n 12 "$INSTALL_LOGS/$1.log" | sed 's/^/    /'
+  env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
+    bash "$GEO_R_HOME/setup.sh" "$3" >"$INSTALL_LOGS/$1-install.log" 2>&1 || rc=$?
+  echo "==> [tests: $1] venv install finished (exit $rc); last lines of its log:"
+  tail -n 12 "$INSTALL_LOGS/$1-install.log" | sed 's/^/    /'
   return "$rc"
 }
-if [[ "$TIERS" == *,gpu,* ]] && ! gpu_venv_ok; then start_install gpu --gpu-venv-only; fi
-if [[ "$TIERS" == *,sft,* ]] && ! sft_venv_ok; then start_install sft --sft-only; fi
 
-tier_start() { echo "==> [tests: $1] $2"; TIER_T0=$(date +%s); }
-tier_end() { echo "==> [tests: $1] exit $2 in $(( $(date +%s) - TIER_T0 )) s"; [[ "$2" == 0 ]] || status=1; }
+run_gpu_tier() {
+  ensure_venv gpu gpu_venv_ok --gpu-venv-only || return $?
+  GEO_R_REQUIRE_GPU_STACK=1 "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider --basetemp="$INSTALL_LOGS/tmp-gpu" \
+    "${GPU_TESTS[@]}"
+}
+run_sft_tier() {
+  ensure_venv sft sft_venv_ok --sft-only || return $?
+  GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
+    --basetemp="$INSTALL_LOGS/tmp-sft" tests/test_sft_llamafactory.py
+}
+# The gpu and sft tiers run beside the main tier (their own venvs, logs and tmp folders): the main tier keeps one
+# core busy (OMP_NUM_THREADS=1), so they use the other one instead of adding their time to its.
+declare -A TIER_PID=() TIER_T0=()
+for tier in gpu sft; do
+  [[ "$TIERS" == *,$tier,* ]] || continue
+  echo "==> [tests: $tier] starts beside the main tier once its venv is ready (log: $INSTALL_LOGS/$tier-tests.log)"
+  TIER_T0[$tier]=$(date +%s)
+  "run_${tier}_tier" >"$INSTALL_LOGS/$tier-tests.log" 2>&1 &
+  TIER_PID[$tier]=$!
+done
 
 if [[ "$TIERS" == *,main,* ]]; then
-  tier_start main "$(command -v python)"
+  echo "==> [tests: main] $(command -v python)"
+  t0=$(date +%s)
   main_args=("$@")
   # the sft tier runs the LLaMA-Factory tests itself (after installing .venv-sft); not twice
   [[ "$TIERS" == *,sft,* ]] && main_args+=(--ignore=tests/test_sft_llamafactory.py)
   rc=0; python -m pytest "${main_args[@]}" || rc=$?
-  tier_end main "$rc"
+  echo "==> [tests: main] exit $rc in $(( $(date +%s) - t0 )) s"
+  [[ "$rc" == 0 ]] || status=1
 fi
 
-if [[ "$TIERS" == *,gpu,* ]]; then
-  tier_start gpu "$GPU_VENV/bin/python"
-  rc=0
-  finish_install gpu || rc=$?
-  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_GPU_STACK=1 \
-    "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider "${GPU_TESTS[@]}" || rc=$?
-  tier_end gpu "$rc"
-fi
-
-if [[ "$TIERS" == *,sft,* ]]; then
-  tier_start sft "python (LLaMA-Factory runs from $SFT_VENV)"
-  rc=0
-  finish_install sft || rc=$?
-  [[ "$rc" == 0 ]] && GEO_R_REQUIRE_SFT_VENV=1 GEO_R_SFT_VENV="$SFT_VENV" python -m pytest -p no:cacheprovider \
-    tests/test_sft_llamafactory.py || rc=$?
-  tier_end sft "$rc"
-fi
+for tier in gpu sft; do
+  [[ -n "${TIER_PID[$tier]:-}" ]] || continue
+  rc=0; wait "${TIER_PID[$tier]}" || rc=$?
+  echo "==> [tests: $tier] ($( [[ $tier == gpu ]] && echo "$GPU_VENV/bin/python" || echo "LLaMA-Factory from $SFT_VENV")):"
+  cat "$INSTALL_LOGS/$tier-tests.log"
+  echo "==> [tests: $tier] exit $rc, $(( $(date +%s) - TIER_T0[$tier] )) s after the tests started (install included)"
+  [[ "$rc" == 0 ]] || status=1
+done
 exit "$status"
