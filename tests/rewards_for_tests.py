@@ -33,3 +33,16 @@ def record_prompts(prompts, completions, completion_ids=None, **kwargs) -> list[
         if state.global_step >= 2:
             time.sleep(float(os.environ.get("GEO_R_TEST_STEP_DELAY", "0")))
     return [0.0] * len(completions)
+
+
+def southern_flat_reward(prompts, completions, completion_ids=None, lat=None, **kwargs) -> list[float]:
+    """0 for every completion of a photo south of the equator (a group with zero reward spread), else the length
+    reward: the group filter tests drop the southern groups and keep the northern ones."""
+    lengths = length_reward(prompts, completions)
+    lats = lat or [None] * len(lengths)
+    return [0.0 if la is not None and float(la) < 0 else r for la, r in zip(lats, lengths, strict=True)]
+
+
+def position_reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+    """A different reward for every row of a batch (no group is ever flat), for the filter-on = filter-off test."""
+    return [float(i % 7) for i in range(len(completions))]

@@ -97,12 +97,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
     from geo_r.trainer.compat import reconcile, resolve_resume
     from geo_r.trainer.distributed import shutdown_process_group
+    from geo_r.trainer.group_filter import GroupFilterConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
     from geo_r.trainer.lora import build_lora_config
     from geo_r.trainer.model_loading import load_model, resolve_attn_implementation, resolve_dtype
     from geo_r.trainer.preemption import StopRequestCallback
     from geo_r.trainer.processor import load_processor
 
+    try:
+        group_filter = GroupFilterConfig(script.group_filter, script.group_filter_tol, script.group_filter_max_tries)
+    except ValueError as exc:
+        raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     for note in reconcile(script, model_args, compat, training):
         logger.warning(note)
     if training.beta == 0.0:
@@ -192,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         freeze_vision_modules=model_args.freeze_vision_modules,
         vision_reuse=model_args.vision_reuse,
         vision_cache_max_bytes=model_args.vision_cache_max_mb * 2**20,
+        group_filter=group_filter,
     )
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)

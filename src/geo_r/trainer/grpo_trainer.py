@@ -10,7 +10,9 @@ Additions, each small:
 - ``--data_seed`` seeds the prompt order, as in transformers' Trainer (TRL uses ``--seed`` only);
 - each photo is encoded by the vision tower once per pass (the group's copies share it) and, with the tower
   frozen, once per optimizer step; its pixels are processed once per step (:mod:`geo_r.trainer.vision_cache`,
-  :mod:`geo_r.trainer.image_memo`; ``vision_reuse=False`` turns both off). The log shows ``vision/encodings``.
+  :mod:`geo_r.trainer.image_memo`; ``vision_reuse=False`` turns both off). The log shows ``vision/encodings``;
+- ``group_filter`` (DAPO's dynamic sampling): groups whose rewards all agree are dropped and replaced by groups
+  of further prompts (:mod:`geo_r.trainer.group_filter`); off by default, and then nothing changes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km, completion_points
+from geo_r.trainer.group_filter import (
+    FilterOutcome,
+    GroupFilterConfig,
+    flat_groups,
+    kept_counts,
+    local_rows,
+    replacement_indices,
+    rollout_seed,
+    select_rows,
+)
 from geo_r.trainer.image_memo import (
     ImageDecodeMemo,
     ImageProcessorMemo,
@@ -70,8 +82,11 @@ class GeoGRPOTrainer(GRPOTrainer):
         freeze_vision_modules: bool = False,
         vision_reuse: bool = True,
         vision_cache_max_bytes: int = DEFAULT_MAX_BYTES,
+        group_filter: GroupFilterConfig | None = None,
         **kwargs: Any,
     ) -> None:
+        self._group_filter = group_filter if group_filter is not None else GroupFilterConfig()
+        self._last_rewards_per_func: torch.Tensor | None = None
         bound = inspect.signature(GRPOTrainer.__init__).bind(None, *args, **kwargs)
         training_args = bound.arguments.get("args")
         processing_class = bound.arguments.get("processing_class")
@@ -134,6 +149,13 @@ class GeoGRPOTrainer(GRPOTrainer):
         self.add_callback(_VisionStepCallback(self))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        out = self._rollout(inputs)
+        if self._group_filter.enabled and self.model.training:
+            out = self._refill_flat_groups(out)
+        return out
+
+    def _rollout(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's rollout (generate, score, advantages) with each photo decoded and processed once."""
         if self._decode_memo is not None:
             inputs = self._decode_memo.decode_rows(inputs)
         if self._image_memo is None:
@@ -143,6 +165,58 @@ class GeoGRPOTrainer(GRPOTrainer):
                 return super()._generate_and_score_completions(inputs)
         finally:
             self._image_memo.forget()  # the rollout's two processor calls are done; keep no pixels past it
+
+    def _refill_flat_groups(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Drop the rows of groups whose rewards agree; refill from rollouts of further prompts (DAPO).
+
+        Decisions come from the rewards gathered from every process, so all processes make the same number of
+        rollouts. When ``max_tries`` rollouts leave a process short, dropped rows fill it with their loss masked."""
+        cfg, n = self._group_filter, self.num_generations
+        nproc, rank = self.accelerator.num_processes, self.accelerator.process_index
+        local = out["completion_ids"].size(0)
+
+        def flat_of_last_rollout() -> torch.Tensor:
+            return flat_groups(self._last_rewards_per_func, self.reward_weights, n,
+                               self.multi_objective_aggregation, cfg.tolerance)
+
+        flat = flat_of_last_rollout()
+        outcome = FilterOutcome(groups=len(flat), filtered=int(flat.sum()), rows=local * nproc)
+        if outcome.filtered:
+            kept, dropped = local_rows(flat, n, rank, local)
+            counts = kept_counts(flat, n, nproc, local)
+            parts = [(out, kept)]
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            while min(counts) < local and outcome.extra_rollouts < cfg.max_tries:
+                outcome.extra_rollouts += 1
+                indices = replacement_indices(
+                    len(self.train_dataset), local * nproc // n, n,
+                    rollout_seed(seed, self.state.global_step, outcome.extra_rollouts), rank, local)
+                extra = self._rollout([self.train_dataset[i] for i in indices])
+                flat = flat_of_last_rollout()
+                outcome.extra_completions += local * nproc
+                outcome.extra_groups += len(flat)
+                outcome.extra_groups_filtered += int(flat.sum())
+                parts.append((extra, local_rows(flat, n, rank, local)[0]))
+                counts = [c + k for c, k in zip(counts, kept_counts(flat, n, nproc, local), strict=True)]
+            selection, need = [], local
+            for part, rows in parts:
+                if rows[:need]:
+                    selection.append((part, rows[:need]))
+                    need -= len(rows[:need])
+            if need:
+                selection.append((out, dropped[:need]))
+            outcome.filler_rows = sum(max(0, local - c) for c in counts)
+            out = select_rows(selection, self._tokenizer.pad_token_id)
+            if need:
+                loss_mask = torch.ones_like(out["completion_mask"])
+                loss_mask[local - need:] = 0
+                out["advantages"][local - need:] = 0.0
+                out["tool_mask"] = loss_mask if out.get("tool_mask") is None else out["tool_mask"] * loss_mask
+            loss_mask = out["completion_mask"] if out.get("tool_mask") is None else out["completion_mask"] * out["tool_mask"]
+            out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        for key, value in outcome.metrics().items():
+            self._metrics["train"][key].append(value)
+        return out
 
     def _log_vision_step(self) -> None:
         """Log this step's vision work (summed over processes), then drop the step's cached outputs."""
@@ -187,6 +261,7 @@ class GeoGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list, completion_ids_list: list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards  # gathered from every process: the group filter decides on it
         if inputs and "lat" in inputs[0] and "lon" in inputs[0]:
             errors = completion_errors_km(completions, [x["lat"] for x in inputs], [x["lon"] for x in inputs])
             mode = "train" if self.model.training else "eval"

@@ -1,0 +1,205 @@
+"""Online group filtering (DAPO's dynamic sampling) for GRPO: drop groups whose rewards all agree, refill the batch.
+
+A GRPO group whose completions all earn the same reward has zero advantage: it costs a rollout and a backward
+pass and teaches nothing (with ``scale_rewards`` group, near-ties are worse: a spread of 1e-5 is divided by
+``std + 1e-4`` and becomes a full-size advantage of noise). ``zero_std`` drops such groups and rolls out groups
+of further prompts until every process holds a full batch of informative rows, or ``max_tries`` extra rollouts
+were made; the rows still missing then are filled with dropped rows whose loss is masked out (their advantage
+is set to 0 and TRL's loss mask, ``tool_mask``, to 0), so the batch keeps its shape on every process.
+
+Every decision is taken from the rewards that TRL gathers from all processes, so every process takes the same
+one and makes the same number of rollouts (no collective can wait forever). The helpers here are pure
+functions of tensors; :class:`geo_r.trainer.grpo_trainer.GeoGRPOTrainer` runs the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+GROUP_FILTERS = ("none", "zero_std")
+# keys on the prompt side of a rollout: left-padded, like prompt_ids
+PROMPT_SIDE_KEYS = frozenset({"prompt_ids", "prompt_mask", "token_type_ids", "mm_token_type_ids"})
+# per-image keys that split_pixel_values_by_grid turns into one list entry per row
+PER_ROW_LIST_KEYS = frozenset({"pixel_values", "image_grid_thw", "image_position_ids", "pixel_attention_mask",
+                               "spatial_shapes", "image_sizes", "num_images", "num_tiles"})
+# tensors padded with the pad token rather than 0
+TOKEN_KEYS = frozenset({"prompt_ids", "completion_ids"})
+
+
+@dataclass(frozen=True)
+class GroupFilterConfig:
+    """``mode`` (none / zero_std), the reward tolerance within which a group counts as agreeing, the extra
+    rollouts allowed per generation batch."""
+
+    mode: str = "none"
+    tolerance: float = 1e-4
+    max_tries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mode not in GROUP_FILTERS:
+            raise ValueError(f"--group_filter must be one of {', '.join(GROUP_FILTERS)}, got {self.mode!r}")
+        if not self.tolerance >= 0.0:
+            raise ValueError(f"--group_filter_tol must be >= 0, got {self.tolerance}")
+        if self.max_tries < 0:
+            raise ValueError(f"--group_filter_max_tries must be >= 0, got {self.max_tries}")
+
+    @property
+    def enabled(self) -> bool:
+        """True when groups are filtered."""
+        return self.mode != "none"
+
+
+def _spread(values: torch.Tensor) -> torch.Tensor:
+    """max - min over the last dim, ignoring NaN; rows with fewer than two finite values give 0."""
+    finite = torch.isfinite(values)
+    hi = torch.where(finite, values, torch.full_like(values, -torch.inf)).amax(dim=-1)
+    lo = torch.where(finite, values, torch.full_like(values, torch.inf)).amin(dim=-1)
+    spread = hi - lo
+    return torch.where(finite.sum(dim=-1) >= 2, spread, torch.zeros_like(spread))
+
+
+def flat_groups(
+    rewards_per_func: torch.Tensor,
+    weights: torch.Tensor,
+    num_generations: int,
+    aggregation: str = "sum_then_normalize",
+    tolerance: float = 1e-4,
+) -> torch.Tensor:
+    """One bool per group (``num_generations`` consecutive rows): True where the group's rewards agree.
+
+    ``rewards_per_func`` is TRL's (rows x reward functions) tensor, gathered from every process, NaN where a
+    function did not score a row. With ``sum_then_normalize`` (TRL's default) a group agrees when its weighted
+    total reward spans at most ``tolerance`` (max - min): that total is what TRL centres per group. With
+    ``normalize_then_sum`` each function is normalised per group first, so a group agrees only when every
+    function's rewards span at most ``tolerance``. A group with fewer than two scored rows agrees (no signal).
+    """
+    rewards = rewards_per_func.detach().to(torch.float64)
+    if rewards.dim() != 2 or rewards.size(0) % num_generations:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {num_generations}")
+    if aggregation == "sum_then_normalize":
+        total = (rewards * weights.to(rewards).unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(rewards).all(dim=1)] = torch.nan  # unscorable rows, as TRL marks them
+        return _spread(total.view(-1, num_generations)) <= tolerance
+    if aggregation == "normalize_then_sum":
+        grouped = rewards.view(-1, num_generations, rewards.size(1)).transpose(1, 2)  # groups x funcs x gens
+        return (_spread(grouped) <= tolerance).all(dim=1)
+    raise ValueError(f"unknown multi_objective_aggregation {aggregation!r}")
+
+
+def local_rows(
+    flat: torch.Tensor, num_generations: int, process_index: int, local_size: int
+) -> tuple[list[int], list[int]]:
+    """(kept, dropped) row indices of process ``process_index``'s ``local_size`` rows.
+
+    TRL lays the gathered rows out process after process, so the process's rows are global rows
+    ``process_index * local_size ...``; a group may straddle two processes (each keeps or drops its part)."""
+    kept, dropped = [], []
+    for i in range(local_size):
+        group = (process_index * local_size + i) // num_generations
+        (dropped if bool(flat[group]) else kept).append(i)
+    return kept, dropped
+
+
+def kept_counts(flat: torch.Tensor, num_generations: int, num_processes: int, local_size: int) -> list[int]:
+    """How many informative rows each process holds after one rollout (every process computes the same list)."""
+    return [len(local_rows(flat, num_generations, p, local_size)[0]) for p in range(num_processes)]
+
+
+def replacement_indices(
+    dataset_size: int, num_prompts: int, num_generations: int, seed: int, process_index: int, local_size: int
+) -> list[int]:
+    """Dataset indices of this process's rows in one extra rollout: ``num_prompts`` prompts drawn with ``seed``
+    (the same on every process), each repeated ``num_generations`` times, dealt out as TRL's sampler does."""
+    if dataset_size < 1:
+        raise ValueError("the training set is empty: no prompts to refill filtered groups")
+    generator = torch.Generator().manual_seed(seed)
+    prompts: list[int] = []
+    while len(prompts) < num_prompts:
+        prompts += torch.randperm(dataset_size, generator=generator).tolist()
+    rows = [i for i in prompts[:num_prompts] for _ in range(num_generations)]
+    return rows[process_index * local_size : (process_index + 1) * local_size]
+
+
+def rollout_seed(base_seed: int, step: int, attempt: int) -> int:
+    """The seed of the extra prompts of one rollout: a function of the step, so a resumed run draws the same."""
+    return (int(base_seed) * 1_000_003 + int(step) * 1_009 + int(attempt)) % (2**63 - 1)
+
+
+def _pad_cat(tensors: Sequence[torch.Tensor], value: float, left: bool) -> torch.Tensor:
+    """Concatenate (rows x length x ...) tensors along rows, padding dim 1 to the longest (left or right)."""
+    width = max(t.size(1) for t in tensors)
+    out = []
+    for t in tensors:
+        missing = width - t.size(1)
+        if missing:
+            pad = t.new_full((t.size(0), missing, *t.shape[2:]), value)
+            t = torch.cat([pad, t] if left else [t, pad], dim=1)
+        out.append(t)
+    return torch.cat(out, dim=0)
+
+
+def select_rows(parts: Sequence[tuple[dict[str, Any], Sequence[int]]], pad_token_id: int) -> dict[str, Any]:
+    """One rollout dict made of the given rows of several TRL rollout dicts, in order.
+
+    Each part is ``(rollout, rows)``; ``rollout`` is the dict ``_generate_and_score_completions`` returns. Prompt
+    tensors are left-padded to the longest prompt, completion tensors right-padded to the longest completion
+    (token ids with ``pad_token_id``, masks and log-probs with 0: padding is masked out of every pass). Images
+    follow their rows. ``num_items_in_batch`` is left to the caller (it counts tokens over every process).
+    """
+    from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
+    split = [(split_pixel_values_by_grid(dict(part)), list(rows)) for part, rows in parts]
+    keys = list(split[0][0])
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [part.get(key) for part, _ in split]
+        if key == "num_items_in_batch":
+            out[key] = values[0]
+        elif all(v is None for v in values):
+            out[key] = None
+        elif any(v is None for v in values):
+            raise ValueError(f"group filter: rollout key {key!r} is missing from some rollouts")
+        elif isinstance(values[0], list):
+            out[key] = [v[i] for v, (_, rows) in zip(values, split, strict=True) for i in rows]
+        elif isinstance(values[0], torch.Tensor) and values[0].dim() == 0:
+            out[key] = values[0]
+        elif isinstance(values[0], torch.Tensor):
+            picked = [v[torch.as_tensor(rows, dtype=torch.long, device=v.device)]
+                      for v, (_, rows) in zip(values, split, strict=True)]
+            if picked[0].dim() == 1:
+                out[key] = torch.cat(picked, dim=0)
+            else:
+                pad = float(pad_token_id) if key in TOKEN_KEYS else 0.0
+                out[key] = _pad_cat(picked, pad, left=key in PROMPT_SIDE_KEYS)
+        else:
+            raise ValueError(f"group filter: cannot merge rollout key {key!r} of type {type(values[0]).__name__}")
+    return unsplit_pixel_values_by_grid(out)
+
+
+@dataclass
+class FilterOutcome:
+    """What one generation batch's filtering did (global counts, the same on every process)."""
+
+    groups: int = 0  # groups of the step's own prompts
+    filtered: int = 0  # of those, dropped
+    extra_rollouts: int = 0
+    extra_completions: int = 0
+    extra_groups_filtered: int = 0
+    extra_groups: int = 0
+    filler_rows: int = 0  # rows kept with their loss masked out (max_tries reached), over every process
+    rows: int = 0  # rows of the batch, over every process
+
+    def metrics(self) -> dict[str, float]:
+        """Log keys of this outcome."""
+        return {
+            "group_filter/filtered_frac": self.filtered / self.groups if self.groups else 0.0,
+            "group_filter/extra_rollouts": float(self.extra_rollouts),
+            "group_filter/extra_completions": float(self.extra_completions),
+            "group_filter/extra_filtered_frac": (self.extra_groups_filtered / self.extra_groups
+                                                 if self.extra_groups else 0.0),
+            "group_filter/masked_frac": self.filler_rows / self.rows if self.rows else 0.0,
+        }
