@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import provenance  # noqa: E402
 
 _REAL = re.compile(r"^real\s+(\d+)m([\d.]+)s$", re.M)
-_TIER = re.compile(r"^==> \[tests: (\w+)\] exit (\d+) in (\d+) s$", re.M)
+_TIER = re.compile(r"^==> \[tests: (\w+)\] exit (\d+)(?: in|,) (\d+) s", re.M)  # "in N s" / ", N s after ..."
+_WRAPPER = re.compile(r"^CI rc=(\d+) wall=(\d+)s", re.M)  # a wrapper's own closing line, when it wrote one
 _PYTEST = re.compile(r"=+ (.*?) in ([\d.]+)s")
 
 
@@ -36,8 +37,10 @@ def read_log(path: Path) -> dict:
     tiers = {name: {"exit": int(rc), "seconds": int(s)} for name, rc, s in _TIER.findall(text)}
     if tiers:
         found["tiers"] = tiers
+    if m := _WRAPPER.findall(text):
+        found["wall_s"], found["exit"] = float(m[-1][1]), int(m[-1][0])
     if m := _PYTEST.findall(text):
-        found["pytest"] = m[-1][0]
+        found["pytest"] = m[-1][0] if len(m) == 1 else [f"{summary} in {secs} s" for summary, secs in m]
     if not found:
         raise SystemExit(f"{path}: no 'real' time, tier line or pytest summary")
     return found
