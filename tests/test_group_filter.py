@@ -171,7 +171,7 @@ def _trainer_class():
     return Recording
 
 
-def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, **config):
+def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_device_train_batch_size=8, **config):
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
@@ -180,7 +180,8 @@ def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, **config
     from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(*toy_set)
-    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, num_generations=4,
+    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=per_device_train_batch_size,
+                      num_generations=4,
                       max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
                       use_cpu=True, save_strategy="no", seed=0, beta=0.04, scale_rewards="none", **config)
     trainer = _trainer_class()(
@@ -293,3 +294,15 @@ def test_torchrun_two_processes_with_the_filter(tiny_model_dir, toy_set, tmp_pat
     assert len(logs) == 2 and all("group_filter/filtered_frac" in e for e in logs)
     assert any(e["group_filter/filtered_frac"] > 0 for e in logs)  # southern photos' groups were dropped
     assert all(0.0 <= e["group_filter/filtered_frac"] <= 1.0 and e["group_filter/masked_frac"] <= 1.0 for e in logs)
+
+
+@pytest.mark.slow
+def test_filter_with_gradient_accumulation(tiny_model_dir, toy_set, tmp_path):
+    # 2 accumulation steps of 4 rows: TRL generates 8 rows at once (steps_per_generation 2); the filter refills
+    # those 8, then TRL splits them into the two micro-batches
+    trainer = _train(tiny_model_dir, toy_set, tmp_path / "accum", "southern_flat_reward",
+                     GroupFilterConfig("zero_std", max_tries=3), per_device_train_batch_size=4,
+                     gradient_accumulation_steps=2)
+    assert len(trainer.batches) == 4 and all(b["completion_ids"].size(0) == 4 for b in trainer.batches)
+    assert len(_step_logs(trainer)) == 2 and all(torch.isfinite(loss) for loss in trainer.losses)
+    assert any(e["group_filter/filtered_frac"] > 0 for e in _step_logs(trainer))
