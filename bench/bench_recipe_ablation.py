@@ -63,21 +63,30 @@ def demo_config(seed_dir: Path, seed: int, sft_steps: int | None = None) -> Demo
     return dataclasses.replace(cfg, sft_steps=sft_steps) if sft_steps else cfg
 
 
-def prepare_seed(root: Path, seed: int, sft_steps: int | None = None) -> Path:
-    """Tiny model, toy world and SFT of ``seed`` under ``root/seed<N>`` (kept when already complete)."""
+def build_seed(root: Path, seed: int, sft_steps: int | None = None) -> DemoConfig:
+    """Tiny model and toy world of ``seed`` under ``root/seed<N>`` (kept when there). Run one seed at a time:
+    building in two threads at once is not safe (a seed's folder was lost that way)."""
     from geo_r.demo.tiny_model import build_tiny_model
     from geo_r.demo.world import write_world
 
     cfg = demo_config(root / f"seed{seed}", seed, sft_steps)
     out = Path(cfg.out_dir)
-    if (out / "sft" / "config.json").is_file() and (out / "world" / "heldout.jsonl").is_file():
-        return out
-    build_tiny_model(out / "model", family=cfg.family, seed=seed, size=cfg.size, max_pixels=cfg.max_pixels)
-    world = write_world(out / "world", cfg.train_per_place, cfg.heldout_per_place, seed=seed,
-                        jitter_km=cfg.jitter_km, decimals=cfg.coordinate_decimals, teacher_accuracy=cfg.teacher)
-    t = run_stage("sft", sft_command(cfg, out / "model", world["train"], world["images"], out / "sft"),
-                  out / "logs", show_progress=False)
-    log(f"seed {seed}: SFT done in {t:.0f} s")
+    if not (out / "model" / "config.json").is_file():
+        build_tiny_model(out / "model", family=cfg.family, seed=seed, size=cfg.size, max_pixels=cfg.max_pixels)
+    if not (out / "world" / "heldout.jsonl").is_file():
+        write_world(out / "world", cfg.train_per_place, cfg.heldout_per_place, seed=seed, jitter_km=cfg.jitter_km,
+                    decimals=cfg.coordinate_decimals, teacher_accuracy=cfg.teacher)
+    return cfg
+
+
+def warm_up(cfg: DemoConfig) -> Path:
+    """The seed's SFT warm-up (a subprocess; kept when already complete)."""
+    out = Path(cfg.out_dir)
+    if not (out / "sft" / "config.json").is_file():
+        world = out / "world"
+        t = run_stage("sft", sft_command(cfg, out / "model", world / "train.jsonl", world / "images", out / "sft"),
+                      out / "logs", show_progress=False)
+        log(f"seed {cfg.seed}: SFT done in {t:.0f} s")
     return out
 
 
@@ -217,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root)
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(lambda s: prepare_seed(root, s, args.sft_steps), args.seeds))
+        configs = [build_seed(root, s, args.sft_steps) for s in args.seeds]
+        list(pool.map(warm_up, configs))
         if "hard_mining" in args.recipes:
             list(pool.map(lambda s: mine_hard(root / f"seed{s}", s), args.seeds))
         tasks = [(s, r) for r in args.recipes for s in args.seeds]
