@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="demo seeds (default: 0 1 2)")
     parser.add_argument("--recipes", nargs="+", default=list(ORDER), choices=ORDER,
-                        help="recipes of local_scripts/recipes to run (default: all, baseline first)")
+                        help="recipes of local_scripts/recipes to run, in this order (default: all, baseline first); "
+                        "the table lists them in the default order")
     parser.add_argument("--out_dir", type=Path, default=REPO / "outputs" / "bench_ablation",
                         help="work folder: one seed<N> folder per seed, reused by a rerun")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every run (default: 1)")
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(lambda s: mine_hard(root / f"seed{s}", s), args.seeds))
         tasks = [(s, r) for r in args.recipes for s in args.seeds]
         results = list(pool.map(lambda t: run_recipe(root, *t, grpo_steps=args.grpo_steps), tasks))
-    rows: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in args.recipes}
+    rows: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in ORDER if r in args.recipes}  # table order
     for (seed, recipe), row in zip(tasks, results, strict=True):
         rows[recipe][seed] = row
     mining = {str(s): json.loads((root / f"seed{s}" / "mine_summary.json").read_text(encoding="utf-8"))
