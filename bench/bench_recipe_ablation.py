@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in ORDER if r in args.recipes}  # table order
     for (seed, recipe), row in zip(tasks, results, strict=True):
         rows[recipe][seed] = row
-    mining = {str(s): json.loads((root / f"seed{s}" / "mine_summary.json").read_text(encoding="utf-8"))
+    # the summaries name files under the work folder: shown relative to it (no machine's paths in a result)
+    mining = {str(s): json.loads((root / f"seed{s}" / "mine_summary.json").read_text(encoding="utf-8")
+                                 .replace(json.dumps(str(root))[1:-1], "<out_dir>"))
               for s in args.seeds if (root / f"seed{s}" / "mine_summary.json").is_file()}
     result = {**provenance([sys.argv[0], *argv] if argv is not None else None),
               "seeds": [str(s) for s in args.seeds], "threads": args.threads, "jobs": args.jobs,
