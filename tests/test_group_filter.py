@@ -306,3 +306,25 @@ def test_filter_with_gradient_accumulation(tiny_model_dir, toy_set, tmp_path):
     assert len(trainer.batches) == 4 and all(b["completion_ids"].size(0) == 4 for b in trainer.batches)
     assert len(_step_logs(trainer)) == 2 and all(torch.isfinite(loss) for loss in trainer.losses)
     assert any(e["group_filter/filtered_frac"] > 0 for e in _step_logs(trainer))
+
+
+def test_filter_refuses_an_iterable_training_set(tiny_model_dir, toy_set, tmp_path):
+    import datasets
+    from trl import GRPOConfig
+
+    from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+    from geo_r.trainer.model_loading import load_model
+    from geo_r.trainer.processor import load_processor
+
+    records, _ = load_records(*toy_set)
+    stream = build_grpo_dataset(records).to_iterable_dataset()
+    assert isinstance(stream, datasets.IterableDataset)
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, num_generations=4,
+                      max_completion_length=8, report_to="none", use_cpu=True, bf16=False, save_strategy="no")
+    with pytest.raises(ValueError, match="map-style"):
+        GeoGRPOTrainer(model=load_model(tiny_model_dir, dtype=torch.float32), args=args, train_dataset=stream,
+                       reward_funcs=get_reward_funcs([f"{TEST_REWARDS}:position_reward"]),
+                       processing_class=load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544),
+                       group_filter=GroupFilterConfig("zero_std"))

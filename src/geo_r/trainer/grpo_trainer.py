@@ -105,6 +105,10 @@ class GeoGRPOTrainer(GRPOTrainer):
             n = freeze_vision_tower(base)
             logger.info("froze the vision tower: %d parameters", n)
         self._check_no_vision_adapters()
+        if self._group_filter.enabled and not (hasattr(self.train_dataset, "__len__")
+                                               and hasattr(self.train_dataset, "__getitem__")):
+            raise ValueError("--group_filter draws further prompts by index: it needs a map-style training set, "
+                             f"not {type(self.train_dataset).__name__}")
         self._vision_cache: VisionReuseCache | None = None
         self._image_memo: ImageProcessorMemo | None = None
         self._decode_memo: ImageDecodeMemo | None = None
