@@ -72,6 +72,21 @@ make_venv() {
   "$base_py" -m venv "$dir"
 }
 
+# report_versions PY NAME...: print each package's version as PY imports it ("not available" when it does not).
+report_versions() {
+  local py="$1"; shift
+  "$py" - "$@" <<'PYEOF'
+import importlib
+import sys
+for name in sys.argv[1:]:
+    try:
+        mod = importlib.import_module(name)
+        print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
+    except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
+        print(f"    {name:18s} not available ({type(exc).__name__})")
+PYEOF
+}
+
 setup_sft_env() {
   local start_sft constraints
   start_sft=$(date +%s)
@@ -93,13 +108,8 @@ setup_sft_env() {
     exit 1
   fi
   echo "==> LLaMA-Factory venv ready in $SFT_VENV in $(( $(date +%s) - start_sft )) s:"
-  "$SFT_VENV/bin/python" - <<'PYEOF'
-import importlib
-for name in ["llamafactory", "torch", "torchvision", "torchaudio", "transformers", "trl", "peft", "datasets",
-             "deepspeed"]:
-    mod = importlib.import_module(name)
-    print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
-PYEOF
+  report_versions "$SFT_VENV/bin/python" llamafactory torch torchvision torchaudio transformers trl peft datasets \
+    deepspeed
   echo "==> next: bash run_scripts/run_sft.sh   (LLaMA-Factory SFT; --builtin for the main-environment SFT)"
 }
 
@@ -141,15 +151,7 @@ setup_gpu_env() {
     exit 1
   fi
   echo "==> GPU-stack venv ready in $GPU_VENV in $(( $(date +%s) - start_gpu )) s:"
-  "$GPU_VENV/bin/python" - <<'PYEOF'
-import importlib
-for name in ["torch", "torchvision", "transformers", "trl", "vllm", "qwen_vl_utils", "liger_kernel", "flash_attn"]:
-    try:
-        mod = importlib.import_module(name)
-        print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
-    except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
-        print(f"    {name:18s} not available ({type(exc).__name__})")
-PYEOF
+  report_versions "$GPU_VENV/bin/python" torch torchvision transformers trl vllm qwen_vl_utils liger_kernel flash_attn
 }
 
 if [[ "$MAIN" == 0 ]]; then
@@ -201,16 +203,8 @@ else
 fi
 
 echo "==> installed into $WHERE in $(( $(date +%s) - start )) s:"
-"$PY" - <<'PYEOF'
-import importlib
-for name in ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed",
-             "reverse_geocoder", "pycountry", "gradio", "playwright", "vllm", "torchvision", "flash_attn"]:
-    try:
-        mod = importlib.import_module(name)
-        print(f"    {name:18s} {getattr(mod, '__version__', 'installed')}")
-    except Exception as exc:  # noqa: BLE001 - report, never fail, on optional packages
-        print(f"    {name:18s} not available ({type(exc).__name__})")
-PYEOF
+report_versions "$PY" torch transformers trl peft accelerate datasets deepspeed reverse_geocoder pycountry gradio \
+  playwright vllm torchvision flash_attn
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   echo "==> no Chromium found: the browser tests (app, explorer) will skip; on Debian/Ubuntu: sudo apt-get install -y chromium"
 fi

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -110,10 +111,15 @@ def mine_hard(seed_dir: Path, seed: int) -> Path:
     return hard
 
 
+@functools.cache
+def recipe_config(recipe: str) -> dict[str, Any]:
+    """The settings of ``local_scripts/recipes/<recipe>.yaml`` (read once)."""
+    return yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text(encoding="utf-8"))
+
+
 def recipe_data(recipe: str, seed_dir: Path) -> str:
     """The recipe's training file, moved from the demo's folder into the seed's."""
-    config = yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text(encoding="utf-8"))
-    path = str(config["data_file_paths"])
+    path = str(recipe_config(recipe)["data_file_paths"])
     if not path.startswith(DEMO_PREFIX):
         raise SystemExit(f"{recipe}.yaml: data_file_paths {path} is not under {DEMO_PREFIX}")
     return str(seed_dir) + path[len(DEMO_PREFIX):]
@@ -151,9 +157,8 @@ def run_recipe(root: Path, seed: int, recipe: str, grpo_steps: int | None = None
     run_stage("eval", eval_command(cfg, run_dir / "model", held, seed_dir / "world" / "images", run_dir / "eval",
                                    f"{recipe} seed {seed}"), run_dir, show_progress=False)
     state = json.loads((run_dir / "model" / "trainer_state.json").read_text(encoding="utf-8"))
-    config = yaml.safe_load((RECIPES / f"{recipe}.yaml").read_text(encoding="utf-8"))
     row = {**stage_row(cfg, run_dir / "eval", held), "grpo_wall_s": round(wall, 1),
-           "completions": completions_generated(state, int(config["per_device_train_batch_size"])),
+           "completions": completions_generated(state, int(recipe_config(recipe)["per_device_train_batch_size"])),
            "train_log": [{k: v for k, v in e.items() if k in ("step", "reward", "frac_reward_zero_std", "loss")
                           or k.startswith("group_filter/")} for e in state["log_history"] if "reward" in e]}
     done.write_text(json.dumps(row, indent=2), encoding="utf-8")

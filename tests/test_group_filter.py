@@ -237,8 +237,6 @@ def test_flat_groups_are_replaced_by_informative_ones(tiny_model_dir, toy_set, t
 
 @pytest.mark.slow
 def test_refill_stops_at_the_limit_and_masks_the_rest(tiny_model_dir, toy_set, tmp_path):
-    from trl import GRPOTrainer
-
     # a constant reward: every group is flat in every rollout
     trainer = _train(tiny_model_dir, toy_set, tmp_path / "flat", "record_prompts",
                      GroupFilterConfig("zero_std", max_tries=2))
@@ -251,7 +249,6 @@ def test_refill_stops_at_the_limit_and_masks_the_rest(tiny_model_dir, toy_set, t
         assert torch.all(batch["advantages"] == 0)
     # every row masked: no token counts, the loss is exactly 0 and stays finite
     assert all(float(loss) == 0.0 for loss in trainer.losses)
-    assert issubclass(type(trainer), GRPOTrainer)
 
     none = _train(tiny_model_dir, toy_set, tmp_path / "none", "record_prompts",
                   GroupFilterConfig("zero_std", max_tries=0), steps=1)

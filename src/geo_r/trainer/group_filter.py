@@ -23,9 +23,6 @@ import torch
 GROUP_FILTERS = ("none", "zero_std")
 # keys on the prompt side of a rollout: left-padded, like prompt_ids
 PROMPT_SIDE_KEYS = frozenset({"prompt_ids", "prompt_mask", "token_type_ids", "mm_token_type_ids"})
-# per-image keys that split_pixel_values_by_grid turns into one list entry per row
-PER_ROW_LIST_KEYS = frozenset({"pixel_values", "image_grid_thw", "image_position_ids", "pixel_attention_mask",
-                               "spatial_shapes", "image_sizes", "num_images", "num_tiles"})
 # tensors padded with the pad token rather than 0
 TOKEN_KEYS = frozenset({"prompt_ids", "completion_ids"})
 

@@ -204,9 +204,10 @@ class GeoGRPOTrainer(GRPOTrainer):
                 counts = [c + k for c, k in zip(counts, kept_counts(flat, n, nproc, local), strict=True)]
             selection, need = [], local
             for part, rows in parts:
-                if rows[:need]:
-                    selection.append((part, rows[:need]))
-                    need -= len(rows[:need])
+                take = rows[:need]
+                if take:
+                    selection.append((part, take))
+                    need -= len(take)
             if need:
                 selection.append((out, dropped[:need]))
             outcome.filler_rows = sum(max(0, local - c) for c in counts)
