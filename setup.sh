@@ -57,6 +57,7 @@ SFT_VENV="${SFT_VENV:-$REPO/.venv-sft}"
 SFT_TORCH=("torch===2.13.0" "torchvision===0.28.0" "torchaudio===2.11.0")
 SFT_PINS=("llamafactory==0.9.5" "transformers==5.6.0" "trl==0.24.0" "peft==0.18.1" "accelerate==1.11.0"
           "datasets==4.0.0" "tokenizers==0.22.2" "torchdata==0.11.0" "deepspeed==0.19.8")
+SFT_DISK_GB=7  # measured: the finished venv is about 6 GB; pip unpacks beside it
 
 # make_venv DIR TAG WHAT: create the venv DIR with $PYTHON (default python3, must be >= 3.11), or reuse it.
 make_venv() {
@@ -70,6 +71,18 @@ make_venv() {
     exit 1; }
   echo "==> [$tag 1/3] creating $dir with $("$base_py" --version 2>&1)"
   "$base_py" -m venv "$dir"
+}
+
+# need_disk GB DIR WHAT: stop before a multi-GB install that cannot fit, instead of pip's "No space left on device"
+# half-way through.
+need_disk() {
+  local need="$1" dir="$2" what="$3" free_gb
+  free_gb=$(( $(df -Pk "$dir" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+  if (( free_gb < need )); then
+    echo "setup.sh: $what needs about $need GB free on the disk of $dir; only $free_gb GB are free." >&2
+    echo "  Free some space (old venvs, pip's cache: pip cache purge) and rerun." >&2
+    exit 1
+  fi
 }
 
 # report_versions PY NAME...: print each package's version as PY imports it ("not available" when it does not).
@@ -91,6 +104,7 @@ setup_sft_env() {
   local start_sft constraints
   start_sft=$(date +%s)
   make_venv "$SFT_VENV" sft "LLaMA-Factory 0.9.5"
+  "$SFT_VENV/bin/python" -c 'import llamafactory' 2>/dev/null || need_disk "$SFT_DISK_GB" "$SFT_VENV" "the SFT venv"
   local sft_pip=("$SFT_VENV/bin/python" -m pip install --disable-pip-version-check)
   echo "==> [sft 2/3] ${SFT_TORCH[*]} (PyPI builds; several GB with their CUDA libraries)"
   "${sft_pip[@]}" "${SFT_TORCH[@]}"
@@ -118,6 +132,7 @@ setup_sft_env() {
 # '===' again: a find-links '2.13.0+cpu' torch next to PyPI's torchvision fails to import ("mixed builds").
 GPU_VENV="${GPU_VENV:-$REPO/.venv-gpu}"
 GPU_TORCH=("torch===2.13.0" "torchvision===0.28.0")
+GPU_DISK_GB=10  # measured: the finished venv is about 9 GB
 
 has_cuda_toolkit() {  # flash-attn compiles only where nvcc and a GPU exist
   command -v nvcc >/dev/null 2>&1 && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
@@ -138,6 +153,7 @@ setup_gpu_env() {
   local start_gpu constraints
   start_gpu=$(date +%s)
   make_venv "$GPU_VENV" gpu "Geo-R"
+  "$GPU_VENV/bin/python" -c 'import vllm' 2>/dev/null || need_disk "$GPU_DISK_GB" "$GPU_VENV" "the GPU-stack venv"
   local gpu_pip=("$GPU_VENV/bin/python" -m pip install --disable-pip-version-check)
   constraints="$GPU_VENV/geo-r-gpu-constraints.txt"
   printf '%s\n' "${GPU_TORCH[@]}" > "$constraints"

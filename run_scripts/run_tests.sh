@@ -47,13 +47,19 @@ INSTALL_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/geo-r-tier-install.XXXXXX")"
 gpu_venv_ok() { [[ -x "$GPU_VENV/bin/python" ]] && "$GPU_VENV/bin/python" -c 'import torchvision, vllm, qwen_vl_utils, geo_r' 2>/dev/null; }
 sft_venv_ok() { [[ -x "$SFT_VENV/bin/llamafactory-cli" ]] && "$SFT_VENV/bin/python" -c 'import llamafactory, torchvision, deepspeed' >/dev/null 2>&1; }
 # A missing extra venv is installed first, inside its tier's background job: the installs wait on the network and
-# the disk (about 9 GB and 6 GB), the main tier on the CPU, so they overlap instead of adding up.
+# the disk (about 9 GB and 6 GB), the main tier on the CPU, so they overlap instead of adding up. The two installs
+# take turns, so that each one's free-disk check (setup.sh) holds while it runs.
 ensure_venv() {  # $1: tier name, $2: its check, $3: setup.sh flag; 0 when the venv is ready
   "$2" && return 0
-  echo "==> [tests: $1] installing its venv (bash setup.sh $3; log: $INSTALL_LOGS/$1-install.log)"
   local rc=0
-  env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
-    bash "$GEO_R_HOME/setup.sh" "$3" >"$INSTALL_LOGS/$1-install.log" 2>&1 || rc=$?
+  # One install at a time (a lock in the log folder): each checks the free disk it needs before it starts, and
+  # two multi-GB installs side by side would both pass that check and then fill the disk together.
+  {
+    if command -v flock >/dev/null; then flock 9; fi  # util-linux; without it the installs overlap
+    echo "==> [tests: $1] installing its venv (bash setup.sh $3; log: $INSTALL_LOGS/$1-install.log)"
+    env -u VIRTUAL_ENV -u CONDA_PREFIX GPU_VENV="$GPU_VENV" SFT_VENV="$SFT_VENV" \
+      bash "$GEO_R_HOME/setup.sh" "$3" >"$INSTALL_LOGS/$1-install.log" 2>&1 || rc=$?
+  } 9>"$INSTALL_LOGS/install.lock"
   echo "==> [tests: $1] venv install finished (exit $rc); last lines of its log:"
   tail -n 12 "$INSTALL_LOGS/$1-install.log" | sed 's/^/    /'
   return "$rc"

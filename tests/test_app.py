@@ -153,17 +153,25 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float 
     pytest.fail(f"geo-r app did not open port {port} in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def _upload(page, path: Path) -> None:
-    """Choose ``path`` in the photo box as a user would (Gradio opens the file chooser on click)."""
+def _upload(page, path: Path, log: Path) -> None:
+    """Choose ``path`` in the photo box as a user would (Gradio opens the file chooser on click); on a timeout,
+    fail with what the box shows and the app's log (an upload the server could not store shows up only there)."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
     clear = page.locator("#geo-r-photo button[aria-label='Clear']")
     if clear.count():
         clear.first.click()
     with page.expect_file_chooser() as chooser:
         page.click("#geo-r-photo button.upload-container")
     chooser.value.set_files(str(path))
-    page.wait_for_function(
-        "name => document.querySelector('#geo-r-photo').innerText.includes(name)", arg=path.name, timeout=30_000
-    )
+    try:
+        page.wait_for_function(
+            "name => document.querySelector('#geo-r-photo').innerText.includes(name)", arg=path.name, timeout=60_000
+        )
+    except PageTimeout:
+        box = page.inner_text("#geo-r-photo")
+        pytest.fail(f"{path.name} never showed in the photo box (it shows {box!r}); app log:\n"
+                    f"{log.read_text()[-3000:]}")
 
 
 @pytest.mark.slow
@@ -192,7 +200,7 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
             page.wait_for_selector("#geo-r-locate", timeout=60_000)
             status = page.locator("#geo-r-status")
 
-            _upload(page, photo)
+            _upload(page, photo, log)
             page.click("#geo-r-locate")
             page.wait_for_function(
                 "() => document.querySelector('#geo-r-status').innerText.includes('Done')", timeout=120_000
@@ -217,7 +225,7 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
             assert page.input_value("#geo-r-answer textarea").strip()
 
             for bad, message in ((fake, "notes.jpg is not an image"), (pano, "aspect ratio of 1,000:1")):
-                _upload(page, bad)
+                _upload(page, bad, log)
                 page.click("#geo-r-locate")
                 page.wait_for_function(
                     "m => document.querySelector('#geo-r-status').innerText.includes(m)", arg=message,
