@@ -6,7 +6,7 @@ Each log is the output of ``bash -c 'time <command>'`` (the ``real`` line) or of
     python bench/ci_timings.py --out bench/results/ci_timings.json \\
         gpu_venv_cold="bash setup.sh --gpu-venv-only"=/tmp/gpu-cold.log ...
 
-Each argument is ``name="command"=log``; the JSON holds per name the command, the seconds and the log's path,
+Each argument is ``name="command"=log``; the JSON holds per name the command, the seconds and the log's file name,
 plus the provenance block (run it with the GPU venv's python to record that stack's versions).
 """
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.runs:
         name, rest = item.split("=", 1)
         command, log = rest.rsplit("=", 1)
-        runs[name] = {"command": command, "log": log, **read_log(Path(log))}
+        runs[name] = {"command": command, "log": Path(log).name, **read_log(Path(log))}
     result = {"provenance": provenance(), "note": args.note, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(runs, indent=2))
