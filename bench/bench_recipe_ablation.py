@@ -203,6 +203,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_rerun(earlier: dict[str, Any], rerun: dict[str, Any], note: str) -> dict[str, Any]:
+    """``earlier`` with the recipes of ``rerun`` replaced (table order kept) and the rerun's provenance recorded."""
+    if earlier["seeds"] != rerun["seeds"] or earlier["threads"] != rerun["threads"]:
+        raise ValueError(f"--merge_into: the rerun's seeds / threads ({rerun['seeds']}, {rerun['threads']}) differ "
+                         f"from the earlier result's ({earlier['seeds']}, {earlier['threads']})")
+    recipes = {**earlier["recipes"], **rerun["recipes"]}
+    merged = {**earlier, "recipes": {r: recipes[r] for r in ORDER if r in recipes}}
+    provenance_keys = ("command", "packages", "machine", "git_commit", "utc", "wall_s")
+    merged["reruns"] = [*earlier.get("reruns", []), {"recipes": list(rerun["recipes"]), "note": note,
+                                                     **{k: rerun.get(k) for k in provenance_keys}}]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every (seed, recipe) pair (or print the table of an earlier JSON with --markdown)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON (default: %(default)s)")
     parser.add_argument("--markdown", type=Path, default=None, metavar="JSON",
                         help="print the README table of an earlier result JSON and exit")
+    parser.add_argument("--merge_into", type=Path, default=None, metavar="JSON",
+                        help="replace only the recipes run now in this earlier result (written to --out), recording "
+                        "the rerun's provenance and --note under 'reruns' (after a fix that touches one recipe)")
+    parser.add_argument("--note", default="", help="why the recipes were rerun (with --merge_into)")
     args = parser.parse_args(argv)
     if args.markdown is not None:
         print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
@@ -251,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
               "overrides": {"sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps},
               "mining": {"hotspot_km": MINE_KM, "radius_km": MINE_KM, "per_seed": mining},
               "wall_s": round(time.monotonic() - t0, 1), "recipes": summarize(rows)}
+    if args.merge_into is not None:
+        result = merge_rerun(json.loads(args.merge_into.read_text(encoding="utf-8")), result, args.note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print("\n" + markdown(result))

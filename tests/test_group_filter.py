@@ -132,6 +132,24 @@ def test_select_rows_repads_and_keeps_images_with_their_rows():
         select_rows([(a, [0]), ({**b, "old_per_token_logps": None}, [0])], pad_token_id=0)
 
 
+def test_select_rows_keeps_whole_sequence_fields_aligned_with_their_tokens():
+    """TRL's (mm_)token_type_ids cover prompt + completion: each side is re-padded like its own tokens."""
+    image = 9
+
+    def rollout(prompts, completions):
+        out = _rollout(prompts, completions, [[1, 2, 2]] * len(prompts), tag=1)
+        types = (torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1) == image).long()
+        return {**out, "mm_token_type_ids": types, "token_type_ids": types.clone()}
+
+    a = rollout([[5, 9, 9, 6], [7, 9]], [[1, 2, 3, 4, 5], [4]])  # longer completions, longer prompts
+    b = rollout([[9, 8]], [[2, 3]])
+    out = select_rows([(b, [0]), (a, [0]), (a, [1])], pad_token_id=0)
+    tokens = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        assert out[key].shape == tokens.shape
+        assert torch.equal(out[key], (tokens == image).long()), key
+
+
 # ------------------------------------------------------------------------------------------ real GRPO steps
 
 
@@ -171,7 +189,8 @@ def _trainer_class():
     return Recording
 
 
-def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_device_train_batch_size=8, **config):
+def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_device_train_batch_size=8,
+           stop_tokens=(), **config):
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
@@ -184,8 +203,12 @@ def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_devi
                       num_generations=4,
                       max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
                       use_cpu=True, save_strategy="no", seed=0, beta=0.04, scale_rewards="none", **config)
+    model = load_model(model_dir, dtype=torch.float32, attn_implementation="eager")
+    if stop_tokens:  # more end-of-turn ids (as Qwen's two): completions of many lengths from a random model
+        ends = model.generation_config.eos_token_id
+        model.generation_config.eos_token_id = [*(ends if isinstance(ends, list) else [ends]), *stop_tokens]
     trainer = _trainer_class()(
-        model=load_model(model_dir, dtype=torch.float32, attn_implementation="eager"), args=args,
+        model=model, args=args,
         train_dataset=build_grpo_dataset(records), reward_funcs=get_reward_funcs([f"{TEST_REWARDS}:{reward}"]),
         processing_class=load_processor(model_dir, min_pixels=3136, max_pixels=12544), group_filter=group_filter)
     trainer.train()
@@ -220,8 +243,9 @@ def test_filter_on_with_nothing_to_filter_is_the_stock_run(tiny_model_dir, toy_s
 
 @pytest.mark.slow
 def test_flat_groups_are_replaced_by_informative_ones(tiny_model_dir, toy_set, tmp_path):
+    # half the vocabulary ends a completion: rollouts differ in completion width, so the merge must re-pad
     trainer = _train(tiny_model_dir, toy_set, tmp_path / "mixed", "southern_flat_reward",
-                     GroupFilterConfig("zero_std", max_tries=4), steps=3)
+                     GroupFilterConfig("zero_std", max_tries=4), steps=3, stop_tokens=range(200, 900))
     logs = _step_logs(trainer)
     # 4 of the 8 toy photos lie south of the equator: their groups earn 0 everywhere and are dropped
     assert any(e["group_filter/filtered_frac"] > 0 for e in logs)
@@ -233,6 +257,9 @@ def test_flat_groups_are_replaced_by_informative_ones(tiny_model_dir, toy_set, t
         rows = batch["completion_mask"] * batch.get("tool_mask", torch.ones_like(batch["completion_mask"]))
         assert rows.sum() > 0
     assert all(torch.isfinite(loss) for loss in trainer.losses)
+    # step 1 runs the reference model's weights: the merged batch's log-probs must equal the ones each rollout
+    # computed, so the KL is zero (a misaligned merge shows up here as a large KL)
+    assert logs[0]["group_filter/filtered_frac"] > 0 and abs(logs[0]["kl"]) < 1e-5
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ import torch
 
 GROUP_FILTERS = ("none", "zero_std")
 # keys on the prompt side of a rollout: left-padded, like prompt_ids
-PROMPT_SIDE_KEYS = frozenset({"prompt_ids", "prompt_mask", "token_type_ids", "mm_token_type_ids"})
+PROMPT_SIDE_KEYS = frozenset({"prompt_ids", "prompt_mask"})
+# keys TRL extends over prompt + completion (zeros on the completion side): each side re-padded like its tokens
+SEQUENCE_KEYS = frozenset({"token_type_ids", "mm_token_type_ids"})
 # tensors padded with the pad token rather than 0
 TOKEN_KEYS = frozenset({"prompt_ids", "completion_ids"})
 
@@ -139,6 +141,19 @@ def _pad_cat(tensors: Sequence[torch.Tensor], value: float, left: bool) -> torch
     return torch.cat(out, dim=0)
 
 
+def _merge_sequence_key(key: str, picked: Sequence[torch.Tensor], prompt_widths: Sequence[int]) -> torch.Tensor:
+    """Merge a field that spans the prompt and (when TRL extended it) the completion: the prompt columns are
+    left-padded and the completion columns right-padded separately, so the field stays aligned with
+    ``cat(prompt_ids, completion_ids)``; padding the whole row on one side would shift every image-token mark."""
+    if all(t.size(1) == w for t, w in zip(picked, prompt_widths, strict=True)):
+        return _pad_cat(picked, 0.0, left=True)  # prompt side only
+    if not all(t.size(1) > w for t, w in zip(picked, prompt_widths, strict=True)):
+        raise ValueError(f"group filter: rollout key {key!r} is neither prompt-wide nor prompt + completion wide")
+    prompts = _pad_cat([t[:, :w] for t, w in zip(picked, prompt_widths, strict=True)], 0.0, left=True)
+    completions = _pad_cat([t[:, w:] for t, w in zip(picked, prompt_widths, strict=True)], 0.0, left=False)
+    return torch.cat([prompts, completions], dim=1)
+
+
 def select_rows(parts: Sequence[tuple[dict[str, Any], Sequence[int]]], pad_token_id: int) -> dict[str, Any]:
     """One rollout dict made of the given rows of several TRL rollout dicts, in order.
 
@@ -169,6 +184,8 @@ def select_rows(parts: Sequence[tuple[dict[str, Any], Sequence[int]]], pad_token
                       for v, (_, rows) in zip(values, split, strict=True)]
             if picked[0].dim() == 1:
                 out[key] = torch.cat(picked, dim=0)
+            elif key in SEQUENCE_KEYS:
+                out[key] = _merge_sequence_key(key, picked, [part["prompt_ids"].size(1) for part, _ in split])
             else:
                 pad = float(pad_token_id) if key in TOKEN_KEYS else 0.0
                 out[key] = _pad_cat(picked, pad, left=key in PROMPT_SIDE_KEYS)
