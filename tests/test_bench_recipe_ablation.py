@@ -52,6 +52,23 @@ def test_markdown_shows_mean_and_range():
 
 
 @pytest.mark.slow
+def test_a_rerun_replaces_only_its_recipes_and_is_recorded():
+    bench = _bench()
+    row = {"mean_reward": 2.0, "median_km": 900.0}
+    earlier = {"seeds": ["0"], "threads": 1, "command": "first", "recipes": bench.summarize(
+        {"demo_baseline": {0: row}, "group_filter": {0: {**row, "mean_reward": 1.0}}, "gspo": {0: row}})}
+    rerun = {"seeds": ["0"], "threads": 1, "command": "second", "git_commit": "abc", "wall_s": 5.0,
+             "recipes": bench.summarize({"group_filter": {0: {**row, "mean_reward": 3.0}}})}
+    merged = bench.merge_rerun(earlier, rerun, "after a fix")
+    assert list(merged["recipes"]) == ["demo_baseline", "gspo", "group_filter"]  # the table's order
+    assert merged["recipes"]["group_filter"]["summary"]["mean_reward"]["mean"] == 3.0
+    assert merged["recipes"]["gspo"] == earlier["recipes"]["gspo"] and merged["command"] == "first"
+    assert merged["reruns"] == [{"recipes": ["group_filter"], "note": "after a fix", "command": "second",
+                                 "packages": None, "machine": None, "git_commit": "abc", "utc": None, "wall_s": 5.0}]
+    with pytest.raises(ValueError, match="seeds"):
+        bench.merge_rerun(earlier, {**rerun, "seeds": ["0", "1"]}, "")
+
+
 def test_a_short_ablation_runs_end_to_end(tmp_path):
     out = tmp_path / "ablation.json"
     cmd = [sys.executable, str(SCRIPT), "--seeds", "0", "--recipes", "group_filter", "hard_mining",
