@@ -32,18 +32,31 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import provenance  # bench/provenance.py (scripts run as files)
+from bench_recipe_ablation import recipe_config  # noqa: E402 - bench/ scripts run as files
+from provenance import provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "src" / "geo_r" / "grpo_jsonl.py"
 LENGTH_REWARD = f"{REPO / 'tests' / 'rewards_for_tests.py'}:length_reward"
 ABLATION = REPO / "bench" / "results" / "recipe_ablation.json"
-# the two recipes' levers (local_scripts/recipes/loss_grpo.yaml and gspo.yaml)
-SETTINGS = {
-    "grpo_token": {"importance_sampling_level": "token", "epsilon": 0.2, "epsilon_high": 0.2},
-    "gspo": {"importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4},
-}
-COMMON = {"loss_type": "grpo", "beta": 0.1, "scale_rewards": "none"}
+
+
+def recipe_setting(recipe: str) -> dict:
+    """The ratio level and clip range of ``local_scripts/recipes/<recipe>.yaml`` (TRL's defaults where it sets none:
+    epsilon 0.2, epsilon_high = epsilon)."""
+    from trl import GRPOConfig
+
+    config = recipe_config(recipe)
+    epsilon = config.get("epsilon", GRPOConfig.__dataclass_fields__["epsilon"].default)
+    return {"importance_sampling_level": config["importance_sampling_level"], "epsilon": epsilon,
+            "epsilon_high": config.get("epsilon_high", epsilon)}
+
+
+# the two recipes' levers, and what they share (read from the recipe files, so the bench measures what they run)
+SETTINGS = {"grpo_token": recipe_setting("loss_grpo"), "gspo": recipe_setting("gspo")}
+COMMON = {key: recipe_config("gspo")[key] for key in ("loss_type", "beta", "scale_rewards")}
+if COMMON != {key: recipe_config("loss_grpo")[key] for key in COMMON}:
+    raise SystemExit(f"loss_grpo.yaml and gspo.yaml differ in more than their lever: {sorted(COMMON)}")
 
 
 def _trainer(model_dir: Path, jsonl: Path, images: Path, out: Path, setting: dict):
