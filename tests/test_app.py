@@ -166,7 +166,10 @@ def _upload(page, path: Path, log: Path) -> None:
     chooser.value.set_files(str(path))
     try:
         page.wait_for_function(
-            "name => document.querySelector('#geo-r-photo').innerText.includes(name)", arg=path.name, timeout=60_000
+            # Gradio shows the stem and the extension in separate elements; innerText may break the line between
+            # them (it follows the layout), so compare without whitespace
+            "name => document.querySelector('#geo-r-photo').innerText.replace(/\\s+/g, '').includes(name)",
+            arg=path.name, timeout=60_000,
         )
     except PageTimeout:
         box = page.inner_text("#geo-r-photo")
