@@ -289,10 +289,10 @@ def run_config(
         from transformers import PrinterCallback
         from trl import GRPOTrainer
 
+        from geo_r.models.loading import freeze_vision_tower, load_model, lora_target_modules_regex
+        from geo_r.models.processor import load_processor
         from geo_r.rewards import get_reward_funcs
         from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-        from geo_r.trainer.model_loading import freeze_vision_tower, load_model, lora_target_modules_regex
-        from geo_r.trainer.processor import load_processor
 
         grpo_args = _grpo_config(knobs, args, device, args.work_dir / "runs" / name, warmup + steps)
         processor = load_processor(model_dir, min_pixels=knobs.min_pixels, max_pixels=knobs.max_pixels)

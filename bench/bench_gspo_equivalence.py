@@ -64,10 +64,10 @@ def _trainer(model_dir: Path, jsonl: Path, images: Path, out: Path, setting: dic
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(str(jsonl), str(images))
     args = GRPOConfig(output_dir=str(out), max_steps=1, per_device_train_batch_size=8, num_generations=4,

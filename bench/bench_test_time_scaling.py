@@ -72,7 +72,7 @@ def diagnostics(eval_dir: Path, aggregates: list[str]) -> dict[str, Any]:
     """Why an aggregate does or does not beat greedy, from the run's files: how often the samples repeat the
     greedy point, the best-of-K oracle (any sample within 25 / 750 km), and per aggregate on how many images
     its answer differs from greedy's and is closer / farther."""
-    from geo_r.eval.aggregate import points_of
+    from geo_r.eval.tts.aggregate import points_of
     from geo_r.geo import haversine_km
 
     preds = [json.loads(x) for x in (eval_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if x]

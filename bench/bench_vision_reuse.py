@@ -113,10 +113,10 @@ def run_once(name: str, model_dir: Path, dataset: Any, args: argparse.Namespace,
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from geo_r.models.loading import freeze_vision_tower, load_model, lora_target_modules_regex
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import freeze_vision_tower, load_model, lora_target_modules_regex
-    from geo_r.trainer.processor import load_processor
     from geo_r.trainer.vision_cache import find_vision_towers
 
     batch = args.photos * args.generations
@@ -181,7 +181,7 @@ def real_depth_flops(args: argparse.Namespace, prompt_text_tokens: int) -> dict[
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from geo_r.trainer.processor import build_image_processor
+    from geo_r.models.processor import build_image_processor
     from gpu_shapes import count_parameters, forward_flops, qwen2_5_vl_config
 
     ids = {k: i for i, k in enumerate(("bos", "eos", "pad", "image", "video", "vision_start", "vision_end"))}
@@ -219,7 +219,7 @@ def real_depth_flops(args: argparse.Namespace, prompt_text_tokens: int) -> dict[
 
 def prompt_text_tokens(model_dir: Path) -> int:
     """Tokens of the bench's chat prompt around the photo (the image placeholder counted once)."""
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.processor import load_processor
 
     tokenizer = load_processor(model_dir).tokenizer
     ids = tokenizer.apply_chat_template(

@@ -194,7 +194,7 @@ def build_bench_model(
     else:
         from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-        from geo_r.trainer.processor import load_processor
+        from geo_r.models.processor import load_processor
 
         tok_dir = build_tiny_model(root / "tokenizer-small", family="qwen2_5_vl", size="small", seed=seed)
         tok = load_processor(tok_dir).tokenizer

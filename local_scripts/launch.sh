@@ -18,7 +18,7 @@ if [[ -z "${NPROC_PER_NODE:-}" ]]; then
 fi
 export NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE RDZV_BACKEND RDZV_ID DIST_TIMEOUT
 # torchrun's worker watchdog: Geo-R's heartbeat renews a timer with this node's agent, which kills a frozen
-# process once DIST_TIMEOUT has passed (geo_r/trainer/heartbeat.py), so a frozen node ends its part of the job.
+# process once DIST_TIMEOUT has passed (geo_r/runtime/heartbeat.py), so a frozen node ends its part of the job.
 export TORCHELASTIC_ENABLE_FILE_TIMER="${TORCHELASTIC_ENABLE_FILE_TIMER:-1}"
 
 # torchrun's node arguments for this node, in the array TORCHRUN_NODE_ARGS.
@@ -47,5 +47,5 @@ geo_r_remember_command() {
 geo_r_batch_plan() {
   local kind="$1"
   shift
-  python -m geo_r.trainer.batch_plan "$kind" "$NNODES" "$NPROC_PER_NODE" -- "$@"
+  python -m geo_r.runtime.batch_plan "$kind" "$NNODES" "$NPROC_PER_NODE" -- "$@"
 }

@@ -83,6 +83,6 @@ def make_images() -> ImageMaker:
 @pytest.fixture
 def free_port() -> int:
     """A TCP port free on this machine right now, for a torchrun rendezvous (fixed ports collide between runs)."""
-    from geo_r.trainer.distributed import free_port as _free_port
+    from geo_r.runtime.distributed import free_port as _free_port
 
     return _free_port()

@@ -205,7 +205,7 @@ def test_split_dataset(tmp_path: Path) -> None:
 def test_qwen_processor_gets_each_image_at_its_placeholder(tmp_path: Path, tiny_model_dir: Path) -> None:
     """End to end with the project's processor on the tiny checkpoint: two images, interleaved with text,
     become two image grids and exactly as many image tokens as the grids need, in prompt order."""
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.processor import load_processor
 
     processor = load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544)
     folder = tmp_path / "big"

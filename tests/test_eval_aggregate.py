@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from geo_r.eval.aggregate import choose, medoid, parse_aggregates, place_labels, points_of, spread, vote
-from geo_r.eval.confidence import abstention, confidence_block, decile_table, spearman
+from geo_r.eval.tts.aggregate import choose, medoid, parse_aggregates, place_labels, points_of, spread, vote
+from geo_r.eval.tts.confidence import abstention, confidence_block, decile_table, spearman
 from geo_r.prompts import render_answer
 
 DEG_KM = 6371.0 * math.pi / 180.0  # one degree of great circle on the R = 6371 km sphere

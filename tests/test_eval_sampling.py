@@ -41,7 +41,7 @@ def test_vllm_sampling_kwargs_ask_for_n_answers() -> None:
 def test_vllm_generate_samples_sends_one_request_per_image_with_n(
     tiny_model_dir: Path, make_images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geo_r.trainer.processor import family_of, load_processor
+    from geo_r.models.processor import family_of, load_processor
 
     class SamplingParams:
         def __init__(self, **kwargs):

@@ -59,7 +59,7 @@ def test_requests_match_the_hf_prompt_and_image_size(
 ) -> None:
     from PIL import Image
 
-    from geo_r.trainer.processor import family_of, load_processor
+    from geo_r.models.processor import family_of, load_processor
 
     min_px, max_px = 3136, 20_000
     processor = load_processor(tiny_model_dir, min_pixels=min_px, max_pixels=max_px)

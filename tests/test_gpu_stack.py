@@ -68,7 +68,7 @@ def test_torch_is_pypis_build_and_torchvision_imports() -> None:
 def test_load_processor_returns_the_stock_class(tiny_model_dir: Path, hub_dir: Path, layout: str) -> None:
     from transformers import Qwen2_5_VLProcessor
 
-    from geo_r.trainer.processor import load_processor, pixel_limits
+    from geo_r.models.processor import load_processor, pixel_limits
 
     folder = tiny_model_dir if layout == "standard" else hub_dir
     processor = load_processor(folder, min_pixels=3136, max_pixels=12544)
@@ -138,7 +138,7 @@ def test_vllm_requests_sampling_params_and_engine_args_are_real_vllm_objects(
     from geo_r.data.schema import GeoRecord
     from geo_r.eval import vllm_backend as vb
     from geo_r.eval.generate import GenerationSettings
-    from geo_r.trainer.processor import load_processor, vision_special_token_ids
+    from geo_r.models.processor import load_processor, vision_special_token_ids
 
     assert vllm.__version__.startswith("0.31")
     processor = load_processor(hub_dir, min_pixels=3136, max_pixels=200704)
@@ -160,12 +160,12 @@ def test_vllm_requests_sampling_params_and_engine_args_are_real_vllm_objects(
 
 def test_trl_vllm_colocate_config_is_built_and_validated(tmp_path: Path) -> None:
     """The GRPO entrypoint's own parser and checks accept --use_vllm --vllm_mode colocate here (the vLLM
-    import check of geo_r.trainer.compat passes), and the rollout's token block is a real vLLM logit bias."""
+    import check of geo_r.grpo.compat passes), and the rollout's token block is a real vLLM logit bias."""
     import vllm
     from trl.import_utils import is_vllm_available
 
+    from geo_r.grpo.compat import reconcile
     from geo_r.grpo_jsonl import parse_args
-    from geo_r.trainer.compat import reconcile
     from geo_r.trainer.grpo_trainer import _block_tokens_kwargs
 
     assert is_vllm_available()

@@ -194,9 +194,9 @@ def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_devi
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(*toy_set)
     args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=per_device_train_batch_size,
@@ -337,10 +337,10 @@ def test_filter_refuses_an_iterable_training_set(tiny_model_dir, toy_set, tmp_pa
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(*toy_set)
     stream = build_grpo_dataset(records).to_iterable_dataset()

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
+from geo_r.grpo.compat import reconcile
 from geo_r.grpo_jsonl import parse_args
-from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
-from geo_r.trainer.compat import newest_checkpoint, reconcile, resolve_resume
+from geo_r.runtime.checkpoints import newest_checkpoint, resolve_resume
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -105,10 +105,10 @@ def test_inprocess_grpo_changes_weights_and_logs_each_reward(tiny_model_dir, toy
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     data, images = toy_sets
     records, _ = load_records(data, images, derive_chains=True)
@@ -135,12 +135,12 @@ def test_lora_stays_out_of_the_vision_tower_and_trains(tiny_model_dir, toy_sets,
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.arguments import GeoModelArguments
+    from geo_r.models.loading import load_model
+    from geo_r.models.lora import build_lora_config
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
-    from geo_r.trainer.arguments import GeoModelArguments
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.lora import build_lora_config
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     data, images = toy_sets
     records, _ = load_records(data, images)

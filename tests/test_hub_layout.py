@@ -64,7 +64,7 @@ def test_hub_folder_has_the_4x_file_set_and_keys(hub_dir: Path) -> None:
 def test_every_saved_tensor_loads_into_the_model(hub_dir: Path) -> None:
     from safetensors.torch import load_file
 
-    from geo_r.trainer.model_loading import load_model
+    from geo_r.models.loading import load_model
 
     model = load_model(hub_dir, dtype="float32")
     params = {legacy_weight_name(k): v for k, v in model.state_dict().items()}
@@ -74,10 +74,10 @@ def test_every_saved_tensor_loads_into_the_model(hub_dir: Path) -> None:
 
 
 def test_command_line_pixel_limits_win_with_a_log_line(hub_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from geo_r.trainer.processor import load_processor, pixel_limits
+    from geo_r.models.processor import load_processor, pixel_limits
 
     assert pixel_limits(load_processor(hub_dir)) == (3136, HUB_MAX_PIXELS)
-    with caplog.at_level(logging.INFO, logger="geo_r.trainer.processor"):
+    with caplog.at_level(logging.INFO, logger="geo_r.models.processor"):
         processor = load_processor(hub_dir, min_pixels=3136, max_pixels=12544)
     assert pixel_limits(processor) == (3136, 12544)
     assert any("max_pixels=12544 (command line) override" in r.getMessage() and "12845056" in r.getMessage()
@@ -112,7 +112,7 @@ def test_bad_shape_flags_are_clear_errors(tmp_path: Path) -> None:
 def test_vllm_requests_from_a_hub_folder(hub_dir: Path, toy: tuple[Path, Path]) -> None:
     from geo_r.data import load_records
     from geo_r.eval import vllm_backend as vb
-    from geo_r.trainer.processor import family_of, load_processor
+    from geo_r.models.processor import family_of, load_processor
 
     records, _ = load_records(str(toy[0]), str(toy[1]))
     processor = load_processor(hub_dir, min_pixels=3136, max_pixels=12544)

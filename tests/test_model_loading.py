@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from geo_r.demo.tiny_model import FAMILIES
-from geo_r.trainer.model_loading import (
+from geo_r.models.loading import (
     LANGUAGE_MODEL_PROJECTIONS,
     SUPPORTED_MODEL_TYPES,
     AttentionFallbackWarning,

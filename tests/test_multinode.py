@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from geo_r.trainer.batch_plan import BatchPlanError, eval_plan, grpo_plan
-from geo_r.trainer.checkpoints import MARKER, checkpoint_problems, newest_resumable
-from geo_r.trainer.compat import resolve_resume
-from geo_r.trainer.heartbeat import Heartbeat
+from geo_r.runtime.batch_plan import BatchPlanError, eval_plan, grpo_plan
+from geo_r.runtime.checkpoints import MARKER, checkpoint_problems, newest_resumable, resolve_resume
+from geo_r.runtime.heartbeat import Heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_REWARDS = REPO / "tests" / "rewards_for_tests.py"
@@ -81,7 +80,7 @@ def test_checkpoint_problems_name_what_is_missing(tmp_path):
 def test_save_settings_that_cannot_resume_are_warned_about():
     from types import SimpleNamespace
 
-    from geo_r.trainer.checkpoints import save_settings_note
+    from geo_r.runtime.checkpoints import save_settings_note
 
     def args(**kw):
         return SimpleNamespace(**{"save_strategy": "steps", "save_only_model": False, "save_total_limit": 2,
@@ -136,7 +135,7 @@ def test_ddp_timeout_reaches_deepspeed_on_cpu_and_the_eval_barrier(monkeypatch):
     import torch.distributed as dist
 
     from geo_r.eval import runner
-    from geo_r.trainer.distributed import ddp_timeout_from_argv, init_deepspeed_on_cpu
+    from geo_r.runtime.distributed import ddp_timeout_from_argv, init_deepspeed_on_cpu
 
     assert ddp_timeout_from_argv(["--ddp_timeout", "60", "--x", "--ddp_timeout=90"]) == 90
     assert ddp_timeout_from_argv([]) == 1800
@@ -161,7 +160,7 @@ def test_stop_file_makes_every_rank_save_and_stop(tmp_path, monkeypatch):
 
     from transformers import TrainerControl
 
-    from geo_r.trainer.preemption import StopRequestCallback
+    from geo_r.runtime.preemption import StopRequestCallback
 
     monkeypatch.delenv("GEO_R_STOP_FILE", raising=False)
     cb = StopRequestCallback(tmp_path)
@@ -394,7 +393,7 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
     timeout with a message naming the frozen rank and the resume command; that node is then killed; the same
     two commands rerun resume from checkpoint-2 and finish: every step logged once, the photos of steps 3-4
     those of the uninterrupted run."""
-    from geo_r.trainer.distributed import free_port
+    from geo_r.runtime.distributed import free_port
 
     script = "run_scripts/run_grpo_multinode.sh"
     ref = tmp_path / "ref"
@@ -461,7 +460,7 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
 @pytest.mark.distributed
 def test_eval_on_two_nodes_predicts_each_photo_once_with_single_process_metrics(tiny_model_dir, tmp_path):
     from geo_r.demo.toy_data import write_toy_dataset
-    from geo_r.trainer.distributed import free_port
+    from geo_r.runtime.distributed import free_port
 
     jsonl = write_toy_dataset(tmp_path / "d", n=7, seed=5)
     common = dict(MODEL_PATH=str(tiny_model_dir), DATA_PATHS=str(jsonl), IMAGE_FOLDERS=str(tmp_path / "d" / "images"),

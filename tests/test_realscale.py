@@ -84,10 +84,10 @@ def test_one_grpo_step(model_3b: Path, photo_data: Path, tmp_path: Path) -> None
 
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.data.skip_images import skip_unreadable_images
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(str(photo_data), "")
     dataset = skip_unreadable_images(build_grpo_dataset(records))
@@ -109,9 +109,9 @@ def test_one_grpo_step(model_3b: Path, photo_data: Path, tmp_path: Path) -> None
 def test_one_builtin_sft_step(model_3b: Path, photo_data: Path, tmp_path: Path) -> None:
     from trl import SFTConfig
 
+    from geo_r.models.arguments import GeoModelArguments
     from geo_r.sft.arguments import SFTScriptArguments
     from geo_r.sft.train import build_sft_trainer
-    from geo_r.trainer.arguments import GeoModelArguments
 
     script = SFTScriptArguments(data_file_paths=str(photo_data), image_folders="", min_pixels=MIN_PX,
                                 max_pixels=MAX_PX)
@@ -141,7 +141,7 @@ def test_eval_of_four_photos(model_3b: Path, photo_data: Path, tmp_path: Path) -
     # the processor eval builds (the same call as the HF backend's) gives the implied image-token count
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.data.skip_images import skip_unreadable_images
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.processor import load_processor
 
     records, _ = load_records(str(photo_data), "")
     dataset = skip_unreadable_images(build_grpo_dataset(records))

@@ -20,12 +20,12 @@ import yaml
 from data_fixtures import make_jpeg, write_jsonl
 from geo_r.cli import main as cli_main
 from geo_r.data import build_grpo_dataset, load_records
+from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from geo_r.demo.toy_data import write_toy_dataset
 from geo_r.prompts import DEFAULT_QUESTION
 from geo_r.rewards.format import follows_contract
 from geo_r.sft.examples import build_sft_examples
 from geo_r.sft.export import DATASET_INFO, dataset_info_entry, export_llamafactory, update_dataset_info
-from geo_r.trainer.arguments import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 REPO = Path(__file__).resolve().parents[1]
 LF_COLUMNS = {"prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",

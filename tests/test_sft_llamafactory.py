@@ -74,10 +74,10 @@ def test_llamafactory_loader_keeps_every_row_and_matches_the_builtin_tokens(data
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     from geo_r.data import load_records
+    from geo_r.models.processor import load_processor
     from geo_r.sft.data import build_sft_dataset
     from geo_r.sft.examples import build_sft_examples
     from geo_r.sft.export import export_llamafactory
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(*data, derive_chains=True)
     examples, _ = build_sft_examples(records)
@@ -114,8 +114,8 @@ def _losses(folder: Path) -> list[float]:
 
 
 def test_run_sft_full_trains_and_grpo_starts_from_it(data, tiny_model_dir, tmp_path):
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor
 
     proc = _sft_script(data, tiny_model_dir, tmp_path, "full")
     model_dir = tmp_path / "model"
@@ -136,7 +136,7 @@ def test_run_sft_full_trains_and_grpo_starts_from_it(data, tiny_model_dir, tmp_p
 def test_run_sft_lora_merges_an_adapter_on_the_language_model_only(data, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from geo_r.trainer.model_loading import load_model
+    from geo_r.models.loading import load_model
 
     proc = _sft_script(data, tiny_model_dir, tmp_path, "lora")
     merged = tmp_path / "model" / "merged"

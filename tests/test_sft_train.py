@@ -53,8 +53,8 @@ def toy(tmp_path_factory):
 def _configs(model_dir, toy, out, **training):
     from trl import SFTConfig
 
+    from geo_r.models.arguments import GeoModelArguments
     from geo_r.sft.arguments import SFTScriptArguments
-    from geo_r.trainer.arguments import GeoModelArguments
 
     data, images = toy
     lora = training.pop("lora", False)
@@ -122,8 +122,8 @@ def test_loss_on_a_fixed_set_falls_clearly(trained):
 
 @pytest.mark.slow
 def test_saved_folder_is_a_standard_checkpoint_with_the_grpo_pixel_limits(trained):
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor, pixel_limits
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor, pixel_limits
 
     out, base = trained["out"], trained["base"]
     assert pixel_limits(load_processor(out)) == (3136, 12544)
@@ -170,9 +170,9 @@ def test_lora_sft_keeps_the_adapter_and_writes_a_merged_model(tiny_model_dir, to
 
 def test_max_length_that_cuts_image_tokens_is_refused(tiny_model_dir, toy, caplog):
     from geo_r.data import load_records
+    from geo_r.models.processor import load_processor
     from geo_r.sft.examples import build_sft_examples
     from geo_r.sft.train import SFTSetupError, check_lengths
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(str(toy[0]), str(toy[1]), derive_chains=True)
     examples, _ = build_sft_examples(records)

@@ -18,9 +18,8 @@ from PIL import Image
 
 from geo_r.demo import tiny_model
 from geo_r.demo.tiny_model import BUILD_INFO_FILE, FAMILIES, build_tiny_model, default_pixel_limits
-from geo_r.prompts import DEFAULT_QUESTION, render_answer
-from geo_r.trainer.model_loading import SUPPORTED_MODEL_TYPES, load_model
-from geo_r.trainer.processor import (
+from geo_r.models.loading import SUPPORTED_MODEL_TYPES, load_model
+from geo_r.models.processor import (
     IMAGE_ONLY_PROCESSORS,
     PROCESSOR_FAMILIES,
     VISION_SPECIAL_TOKENS,
@@ -29,6 +28,7 @@ from geo_r.trainer.processor import (
     torchvision_available,
     vision_special_token_ids,
 )
+from geo_r.prompts import DEFAULT_QUESTION, render_answer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from geo_r.trainer.model_loading import freeze_vision_tower, load_model
-from geo_r.trainer.processor import load_processor
+from geo_r.models.loading import freeze_vision_tower, load_model
+from geo_r.models.processor import load_processor
 from geo_r.trainer.vision_cache import (
     VisionReuseCache,
     find_vision_towers,

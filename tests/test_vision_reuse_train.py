@@ -63,11 +63,11 @@ def _train(model_dir, toy_set, out, reuse, *, family_pixels=(3136, 12544), steps
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.arguments import GeoModelArguments
+    from geo_r.models.loading import load_model
+    from geo_r.models.lora import build_lora_config
+    from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
-    from geo_r.trainer.arguments import GeoModelArguments
-    from geo_r.trainer.lora import build_lora_config
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor
 
     records, _ = load_records(*toy_set)
     if multi_image:
@@ -179,10 +179,10 @@ def test_caller_config_is_not_mutated_and_positional_args_block(tiny_model_dir, 
     from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import load_model
+    from geo_r.models.processor import load_processor, vision_special_token_ids
     from geo_r.rewards import get_reward_funcs
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
-    from geo_r.trainer.model_loading import load_model
-    from geo_r.trainer.processor import load_processor, vision_special_token_ids
 
     records, _ = load_records(*toy_set)
     processor = load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544)
@@ -260,8 +260,8 @@ def _uneven_worker(rank: int, model_dir: str, images: list[str], port: int, resu
     import torch.distributed as dist
     from PIL import Image
 
-    from geo_r.trainer.model_loading import freeze_vision_tower, load_model
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.loading import freeze_vision_tower, load_model
+    from geo_r.models.processor import load_processor
     from geo_r.trainer.vision_cache import VisionReuseCache, find_vision_towers, install_vision_reuse
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

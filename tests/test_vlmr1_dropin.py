@@ -58,8 +58,8 @@ def coordinates_probe(prompts, completions, completion_ids=None, **kwargs) -> li
 
 
 def test_geo_r_script_flags_parse_and_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_r.grpo.compat import reconcile
     from geo_r.grpo_jsonl import parse_args
-    from geo_r.trainer.compat import reconcile
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -73,8 +73,8 @@ def test_geo_r_script_flags_parse_and_reconcile(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_reconcile_refuses_ambiguous_data_flags() -> None:
-    from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
-    from geo_r.trainer.compat import reconcile
+    from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
+    from geo_r.grpo.compat import reconcile
 
     def notes(**script_fields) -> str:
         script = GeoScriptArguments(**script_fields)

@@ -1,6 +1,7 @@
 """Geo-R command-line tools (`geo-r COMMAND`): one subcommand per job, implemented by the module that owns it.
 
-A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``, or ``cli_main(argv) -> int`` when
+it parses its own flags (``geo-r grpo``: TRL's parser, the same as ``grpo_jsonl.py``). Only the module of the
 command being run is imported, so ``geo-r --help`` stays fast and a missing optional dependency of one
 command never breaks the others.
 """
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-sft": ("geo_r.sft.export", "write the training jsonl as a LLaMA-Factory sharegpt set + dataset_info.json"),
     "sft": ("geo_r.sft.train", "built-in SFT warm-up (TRL SFTTrainer, loss on the answer) -> a GRPO-ready model"),
     "app": ("geo_r.app.cli", "local web page (Gradio, offline): a photo in, the streamed answer and a pin out"),
+    "grpo": ("geo_r.grpo.main", "GRPO training, the same run as src/geo_r/grpo_jsonl.py (torchrun-able)"),
     "demo": ("geo_r.demo.cli", "CPU demo: tiny model + toy world, eval, SFT, eval, GRPO, eval, one table"),
 }
 
@@ -37,7 +39,7 @@ def _usage() -> str:
         "commands:",
     ]
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
-    lines += ["", "GRPO training itself: python src/geo_r/grpo_jsonl.py --help (or torchrun ... grpo_jsonl.py)"]
+    lines += ["", "GRPO under torchrun: torchrun ... src/geo_r/grpo_jsonl.py (the same flags as geo-r grpo --help)"]
     return "\n".join(lines)
 
 
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
+    if hasattr(module, "cli_main"):
+        return int(module.cli_main(rest) or 0)
     parser = argparse.ArgumentParser(prog=f"geo-r {name}", description=(module.__doc__ or help_text).strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)

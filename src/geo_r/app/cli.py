@@ -37,7 +37,7 @@ def demo_paths() -> dict[str, Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``geo-r app`` (generation flags as in ``geo-r eval``)."""
-    from geo_r.trainer.arguments import DEFAULT_MIN_PIXELS
+    from geo_r.defaults import DEFAULT_MIN_PIXELS
 
     paths = demo_paths()
     parser.add_argument("--model_name_or_path", default=None,
@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the model and the defaults that depend on it; AppConfigError when there is no model to load."""
+    from geo_r.defaults import DEFAULT_MAX_PIXELS
     from geo_r.demo.pipeline import DemoConfig
-    from geo_r.trainer.arguments import DEFAULT_MAX_PIXELS
 
     paths = demo_paths()
     use_demo = args.model_name_or_path is None

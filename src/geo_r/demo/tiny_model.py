@@ -334,7 +334,7 @@ def _real_shape_config(shape: str, layers: int | None, tokenizer: Any) -> Any:
 
 def default_pixel_limits(family: str, size: str = "tiny") -> tuple[int, int]:
     """Default ``(min_pixels, max_pixels)``: 4 to ``max_image_tokens`` image tokens per image."""
-    from geo_r.trainer.processor import family_of
+    from geo_r.models.processor import family_of
 
     factor = family_of(family).factor
     return MIN_IMAGE_TOKENS * factor * factor, SIZE_SPECS[size].max_image_tokens * factor * factor
@@ -395,8 +395,8 @@ def build_tiny_model(
     from transformers.utils import logging as hf_logging
 
     from geo_r.demo.hub_layout import HUB_MAX_PIXELS, HUB_MIN_PIXELS, write_hub_layout
-    from geo_r.trainer.model_loading import model_class_for
-    from geo_r.trainer.processor import (
+    from geo_r.models.loading import model_class_for
+    from geo_r.models.processor import (
         build_image_processor,
         build_processor,
         check_pixel_limits,

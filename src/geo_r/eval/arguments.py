@@ -18,7 +18,7 @@ RUN_CONFIG_FILE = "run_config.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``geo-r eval`` (data flags named as in the GRPO entrypoint)."""
-    from geo_r.trainer.arguments import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+    from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
     data = parser.add_argument_group("data and output")
     data.add_argument(
@@ -101,9 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--ddp_timeout",
         type=int,
-        default=1800,
+        default=DEFAULT_DIST_TIMEOUT_S,
         help="under torchrun: seconds a rank may go silent (a barrier may wait) before the job ends with a message "
-        "naming the rank (default 1800, as in training)",
+        "naming the rank (default %(default)s, as in training)",
     )
 
     scoring = parser.add_argument_group("metrics")

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
 from geo_r.eval.arguments import (
     FINGERPRINT_DEFAULTS,
     RUN_CONFIG_FILE,
@@ -202,7 +203,7 @@ def _generate(
     run_fingerprint = fingerprint(args)
     from datetime import timedelta
 
-    heartbeat = runner.init_distributed(dist, timedelta(seconds=getattr(args, "ddp_timeout", 1800)))
+    heartbeat = runner.init_distributed(dist, timedelta(seconds=getattr(args, "ddp_timeout", DEFAULT_DIST_TIMEOUT_S)))
     try:
         if args.overwrite and dist.is_main:
             for path in prediction_files(out_dir):
@@ -320,7 +321,7 @@ def _requested_aggregates(args: argparse.Namespace) -> tuple[str, ...] | None:
     """``--aggregate`` as a tuple (None when not given); ValueError for unknown names or a bad --abstain_km."""
     import math
 
-    from geo_r.eval.aggregate import parse_aggregates
+    from geo_r.eval.tts.aggregate import parse_aggregates
 
     if args.abstain_km is not None and not (math.isfinite(args.abstain_km) and args.abstain_km >= 0):
         raise ValueError(f"--abstain_km must be a number of km >= 0, got {args.abstain_km}")
@@ -349,11 +350,11 @@ def _samples(args: argparse.Namespace, records: list[Any], out_dir: Path) -> dic
 
 
 def _run(args: argparse.Namespace) -> int:
-    from geo_r.eval.aggregate import AGGREGATES
     from geo_r.eval.metrics import check_thresholds
     from geo_r.eval.outputs import evaluate_and_write
     from geo_r.eval.published import resolve_benchmark
     from geo_r.eval.runner import DistEnv
+    from geo_r.eval.tts.aggregate import AGGREGATES
 
     start = time.perf_counter()
     try:
@@ -368,7 +369,7 @@ def _run(args: argparse.Namespace) -> int:
                     "(K >= 2)"
                 )
             if args.torch_dtype:
-                from geo_r.trainer.model_loading import dtype_name
+                from geo_r.models.loading import dtype_name
 
                 dtype_name(args.torch_dtype)
     except ValueError as exc:

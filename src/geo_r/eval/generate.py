@@ -132,8 +132,8 @@ class HFGenerator:
     ) -> None:
         import torch
 
-        from geo_r.trainer.model_loading import load_model
-        from geo_r.trainer.processor import load_processor, vision_special_token_ids
+        from geo_r.models.loading import load_model
+        from geo_r.models.processor import load_processor, vision_special_token_ids
 
         self.settings = settings
         self.sample_settings = sample_settings

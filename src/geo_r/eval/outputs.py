@@ -78,7 +78,7 @@ def evaluate_and_write(
     returns the metrics.
 
     With ``samples`` (``--num_samples K``) every aggregate is scored too (``metrics["aggregates"]``, one
-    block each, :mod:`geo_r.eval.aggregate_metrics`), the first aggregate is the run's headline answer, and
+    block each, :mod:`geo_r.eval.tts.metrics`), the first aggregate is the run's headline answer, and
     confidence.png is written."""
     from geo_r.eval.coastlines import coastline_source
     from geo_r.eval.explorer import EXPLORER_FILE, write_explorer
@@ -89,7 +89,7 @@ def evaluate_and_write(
     out.mkdir(parents=True, exist_ok=True)
     tts = None
     if samples is not None:
-        from geo_r.eval.aggregate_metrics import score_aggregates
+        from geo_r.eval.tts.metrics import score_aggregates
 
         tts = score_aggregates(records, completions, samples, aggregates, distance=distance,
                                thresholds_km=thresholds_km, strict=strict, abstain_km=abstain_km)

@@ -36,7 +36,8 @@ ERROR_BANDS: tuple[tuple[float, str, str], ...] = (
 )
 
 
-def _new_figure(width: float, height: float):  # -> (Figure, FigureCanvasAgg)
+def new_figure(width: float, height: float):  # -> (Figure, FigureCanvasAgg)
+    """A matplotlib figure on the Agg canvas (no display, thread-safe: never pyplot's global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -44,7 +45,8 @@ def _new_figure(width: float, height: float):  # -> (Figure, FigureCanvasAgg)
     return fig, FigureCanvasAgg(fig)
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a 150-dpi PNG at ``path`` (parents created) and return the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=150, bbox_inches="tight", facecolor="white")
@@ -179,7 +181,7 @@ def plot_error_map(
     from matplotlib.lines import Line2D
 
     shown = sample_rows(rows, max_points, seed)
-    fig, _ = _new_figure(12.0, 6.6)
+    fig, _ = new_figure(12.0, 6.6)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_facecolor(OCEAN)
     land = _draw_land(ax)
@@ -249,7 +251,7 @@ def plot_error_map(
     )
     ax.set_title(f"{title + ': ' if title else ''}{sampled}; {len(missing)} without coordinates", fontsize=10)
     fig.text(0.99, 0.01, land, ha="right", va="bottom", fontsize=6, color="#555555")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cdf_points(distances: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +276,7 @@ def plot_error_cdf(
     n = len(distances)
     xs, ys = cdf_points(distances)
     x_min = 0.1
-    fig, _ = _new_figure(8.0, 5.0)
+    fig, _ = new_figure(8.0, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     if len(xs):
         x_plot = np.concatenate([[x_min], np.maximum(xs, x_min), [WORST_CASE_KM]])
@@ -310,4 +312,4 @@ def plot_error_cdf(
     ax.grid(True, which="major", color="#e0e0e0", lw=0.6)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"{title + ': ' if title else ''}{n} images, threshold test d {rule} t", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

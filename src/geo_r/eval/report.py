@@ -8,36 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from geo_r.eval.metrics import WORST_CASE_KM, accuracy_key
 from geo_r.eval.published import BENCHMARK_SIZES, BENCHMARKS, PUBLISHED_THRESHOLDS_KM, published_for
-
-DASH = "–"
-
-
-def _pct(value: float | None) -> str:
-    return DASH if value is None else f"{value:.2f}"
-
-
-def _km(value: float | None) -> str:
-    return DASH if value is None else f"{value:,.1f}"
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return DASH if value is None else f"{value:,.{digits}f}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> list[str]:
-    """A Markdown table; the columns whose indices are in ``numeric`` are right-aligned."""
-    sep = ["---:" if i in numeric else "---" for i in range(len(header))]
-    return [_row(header), _row(sep), *(_row(r) for r in rows)]
+from geo_r.eval.tables import km, num, pct, table
 
 
 def accuracy_table(metrics: Mapping[str, Any], run_label: str, benchmark: str | None) -> list[str]:
@@ -47,11 +24,11 @@ def accuracy_table(metrics: Mapping[str, Any], run_label: str, benchmark: str | 
     numeric = range(3, 3 + len(PUBLISHED_THRESHOLDS_KM))
     bench_name = BENCHMARKS.get(benchmark or "", "this data")
     ours = [f"**{run_label}**", "this run", bench_name]
-    ours += [f"**{_pct(metrics.get(accuracy_key(t)))}**" for t in PUBLISHED_THRESHOLDS_KM]
+    ours += [f"**{pct(metrics.get(accuracy_key(t)))}**" for t in PUBLISHED_THRESHOLDS_KM]
     rows = [ours + ["metrics.json"]]
     for r in published_for(benchmark) if benchmark is not None else []:
-        rows.append([r.method, r.setting, BENCHMARKS[r.benchmark], *(_pct(a) for a in r.acc), r.source])
-    return _table(header, rows, numeric)
+        rows.append([r.method, r.setting, BENCHMARKS[r.benchmark], *(pct(a) for a in r.acc), r.source])
+    return table(header, rows, numeric)
 
 
 def _benchmark_note(metrics: Mapping[str, Any], settings: Mapping[str, Any], benchmark: str | None) -> list[str]:
@@ -97,7 +74,7 @@ def render_report(
     lines += accuracy_table(metrics, run_label, benchmark)
     lines += [
         "",
-        f"Answers with valid coordinates: **{_pct(metrics.get('parse_rate'))}%** "
+        f"Answers with valid coordinates: **{pct(metrics.get('parse_rate'))}%** "
         f"({metrics.get('unparseable', 0)} of {metrics['n']} unparseable"
         + (
             f", {metrics['missing_predictions']} without any prediction"
@@ -111,33 +88,33 @@ def render_report(
     lines += [""]
     if list(metrics.get("thresholds_km", [])) != list(PUBLISHED_THRESHOLDS_KM):
         extra = [
-            [accuracy_key(t), _pct(metrics.get(accuracy_key(t)))] for t in metrics.get("thresholds_km", [])
+            [accuracy_key(t), pct(metrics.get(accuracy_key(t)))] for t in metrics.get("thresholds_km", [])
         ]
-        lines += ["This run's thresholds:", "", *_table(["threshold", "%"], extra, [1]), ""]
+        lines += ["This run's thresholds:", "", *table(["threshold", "%"], extra, [1]), ""]
 
     lines += ["## Errors and place names", ""]
     summary = [
-        ["median error, answers with coordinates (km)", _km(metrics.get("median_km"))],
-        ["mean error, answers with coordinates (km)", _km(metrics.get("mean_km"))],
-        [f"median error, unparseable = {WORST_CASE_KM:,.1f} km", _km(metrics.get("median_km_worst_case"))],
-        [f"mean error, unparseable = {WORST_CASE_KM:,.1f} km", _km(metrics.get("mean_km_worst_case"))],
-        ["mean GeoScore (5000 exp(-d / 1492.7); 0 when unparseable)", _num(metrics.get("geoscore"))],
+        ["median error, answers with coordinates (km)", km(metrics.get("median_km"))],
+        ["mean error, answers with coordinates (km)", km(metrics.get("mean_km"))],
+        [f"median error, unparseable = {WORST_CASE_KM:,.1f} km", km(metrics.get("median_km_worst_case"))],
+        [f"mean error, unparseable = {WORST_CASE_KM:,.1f} km", km(metrics.get("mean_km_worst_case"))],
+        ["mean GeoScore (5000 exp(-d / 1492.7); 0 when unparseable)", num(metrics.get("geoscore"))],
     ]
     for level in ("country", "region", "city"):
         summary.append(
             [
                 f"{level} accuracy from the answer's names (%, n = {metrics.get(f'n_{level}_labels', 0)})",
-                _pct(metrics.get(f"{level}_acc")),
+                pct(metrics.get(f"{level}_acc")),
             ]
         )
     for level in ("country", "region", "city"):
         summary.append(
             [
                 f"{level} accuracy from the answer's coordinates (%, reverse geocoded)",
-                _pct(metrics.get(f"{level}_acc_coords")),
+                pct(metrics.get(f"{level}_acc_coords")),
             ]
         )
-    lines += _table(["metric", "value"], summary, [1])
+    lines += table(["metric", "value"], summary, [1])
     lines += [
         "",
         "Region and city names count only when the country is right as well. Name matching is offline "
@@ -154,19 +131,19 @@ def render_report(
         [
             f"{block.get('name', key)} ({key})",
             str(block["n"]),
-            _pct(block.get("parse_rate")),
-            *(_pct(block.get(accuracy_key(t))) for t in thresholds),
-            _km(block.get("median_km")),
-            _num(block.get("geoscore")),
+            pct(block.get("parse_rate")),
+            *(pct(block.get(accuracy_key(t))) for t in thresholds),
+            km(block.get("median_km")),
+            num(block.get("geoscore")),
         ]
         for key, block in per.items()
     ]
-    lines += _table(
+    lines += table(
         ["continent", "n", "parsed %", *(f"{t:g} km" for t in thresholds), "median km", "GeoScore"],
         cont_rows,
         range(1, 5 + len(thresholds)),
     )
-    from geo_r.eval.report_aggregates import aggregate_section
+    from geo_r.eval.tts.report import aggregate_section
 
     section = aggregate_section(metrics)
     if section:

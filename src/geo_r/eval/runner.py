@@ -5,7 +5,7 @@ rank reads the same done set, takes every ``WORLD_SIZE``-th remaining record (``
 appends to its own ``predictions.rank<R>.jsonl``; after a barrier rank 0 merges the shards
 (:func:`geo_r.eval.predictions.merge_shards`). The barrier uses a ``gloo`` process group (CPU tensors only, so
 it works the same with or without GPUs) whose timeout is ``--ddp_timeout`` (as in training): ranks finish their
-strided shards within about one batch of each other. A heartbeat (:mod:`geo_r.trainer.heartbeat`) ends the job
+strided shards within about one batch of each other. A heartbeat (:mod:`geo_r.runtime.heartbeat`) ends the job
 within that timeout, naming the rank, when one dies or freezes. A barrier also separates reading the done set
 from the first write, so every rank shards the same list.
 """
@@ -21,13 +21,14 @@ from pathlib import Path
 
 from geo_r.data.image_decode import UnreadableImageError, first_unreadable
 from geo_r.data.schema import GeoRecord
+from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
 from geo_r.eval.generate import Generator
 from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
-from geo_r.trainer.heartbeat import Heartbeat, start_heartbeat
+from geo_r.runtime.heartbeat import Heartbeat, start_heartbeat
 
 logger = logging.getLogger(__name__)
 
-BARRIER_TIMEOUT = timedelta(seconds=1800)  # --ddp_timeout's default
+BARRIER_TIMEOUT = timedelta(seconds=DEFAULT_DIST_TIMEOUT_S)  # --ddp_timeout's default
 
 
 @dataclass(frozen=True)

@@ -165,8 +165,8 @@ class VLLMGenerator:
         require_vllm()
         from vllm import LLM
 
-        from geo_r.trainer.model_loading import model_type_of
-        from geo_r.trainer.processor import family_of, load_processor, vision_special_token_ids
+        from geo_r.models.loading import model_type_of
+        from geo_r.models.processor import family_of, load_processor, vision_special_token_ids
 
         self.settings = settings
         self.sample_settings = sample_settings

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from geo_r.sft.examples import TARGETS
-from geo_r.trainer.arguments import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 
 @dataclass
@@ -80,7 +80,7 @@ def dataclass_types() -> tuple[type, ...]:
     """The dataclasses the SFT flags fill, in the order :func:`parse_namespace` returns them."""
     from trl import SFTConfig
 
-    from geo_r.trainer.arguments import GeoModelArguments
+    from geo_r.models.arguments import GeoModelArguments
 
     return (SFTScriptArguments, GeoModelArguments, SFTConfig)
 

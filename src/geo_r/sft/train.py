@@ -8,8 +8,8 @@ Run it on one process or many, with the same DeepSpeed configs as GRPO::
 
 It shares the GRPO pipeline's parts: records are loaded and validated by :func:`geo_r.data.load_records`
 before any model loads; the prompt is the GRPO prompt; the processor has the same pixel limits
-(:func:`geo_r.trainer.processor.load_processor`); LoRA goes on the language model only
-(:func:`geo_r.trainer.lora.build_lora_config`). The output folder holds a full model and its processor, which
+(:func:`geo_r.models.processor.load_processor`); LoRA goes on the language model only
+(:func:`geo_r.models.lora.build_lora_config`). The output folder holds a full model and its processor, which
 ``grpo_jsonl.py --model_name_or_path`` loads (with ``--use_peft``, the adapter is merged; it is also kept in
 ``<output_dir>/adapter``). Flags: TRL's SFTConfig and ModelConfig plus :class:`geo_r.sft.arguments.SFTScriptArguments`.
 """
@@ -23,16 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
-from geo_r.sft.arguments import add_arguments as _add_sft_arguments
-from geo_r.sft.examples import SFTBuildReport, SFTExample
-from geo_r.trainer.arguments import GeoModelArguments
-from geo_r.trainer.distributed import (
+from geo_r.models.arguments import GeoModelArguments
+from geo_r.runtime.distributed import (
     DEFAULT_TIMEOUT_S,
     exit_if_deepspeed_on_cpu,
     init_deepspeed_on_cpu,
     shutdown_process_group,
 )
+from geo_r.sft.arguments import SFTScriptArguments, parse_namespace
+from geo_r.sft.arguments import add_arguments as _add_sft_arguments
+from geo_r.sft.examples import SFTBuildReport, SFTExample
 
 logger = logging.getLogger("geo_r.sft")
 
@@ -108,16 +108,16 @@ def build_sft_trainer(
 
     from geo_r.data import load_records, split_dataset
     from geo_r.data.skip_images import skip_unreadable_images
-    from geo_r.sft.data import build_sft_dataset
-    from geo_r.sft.examples import build_sft_examples
-    from geo_r.trainer.lora import build_lora_config
-    from geo_r.trainer.model_loading import (
+    from geo_r.models.loading import (
         freeze_vision_tower,
         load_model,
         resolve_attn_implementation,
         resolve_dtype,
     )
-    from geo_r.trainer.processor import load_processor
+    from geo_r.models.lora import build_lora_config
+    from geo_r.models.processor import load_processor
+    from geo_r.sft.data import build_sft_dataset
+    from geo_r.sft.examples import build_sft_examples
 
     if not script.data_file_paths:
         raise SFTSetupError("--data_file_paths is required (a.jsonl:b.jsonl)")
@@ -180,7 +180,7 @@ def build_sft_trainer(
 def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModelArguments, output_dir: str) -> Path:
     """Save what ``grpo_jsonl.py`` loads: the full model + processor in ``output_dir`` (LoRA: adapter in
     ``output_dir/adapter``, merged into a fresh copy of the base model on the main process)."""
-    from geo_r.trainer.processor import write_pixel_limits
+    from geo_r.models.processor import write_pixel_limits
 
     out = Path(output_dir)
     peft = hasattr(trainer.model, "peft_config")
@@ -197,7 +197,7 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
     if trainer.accelerator.is_main_process:
         from peft import PeftModel
 
-        from geo_r.trainer.model_loading import load_model, resolve_dtype
+        from geo_r.models.loading import load_model, resolve_dtype
 
         base = load_model(
             model_args.model_name_or_path,
@@ -214,10 +214,9 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
-    from geo_r.trainer.checkpoints import CompleteCheckpointCallback, save_settings_note
-    from geo_r.trainer.compat import resolve_resume
-    from geo_r.trainer.heartbeat import start_heartbeat
-    from geo_r.trainer.preemption import StopRequestCallback
+    from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
+    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.preemption import StopRequestCallback
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="SFT training")
     try:

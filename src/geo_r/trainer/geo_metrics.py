@@ -9,7 +9,7 @@ Per GRPO group (the ``num_generations`` completions of one prompt), when the tra
 ``best_of_group_acc@25km`` / ``@750km``, the percent of groups whose *best* completion is within the
 threshold (set it against ``acc@25km``, the average completion: the gap is the headroom GRPO learns from),
 and ``group_spread_km``, the mean over groups of the median distance from the group's parsed answers to
-their medoid (:mod:`geo_r.eval.aggregate`): it falls towards 0 when the groups collapse onto one answer and
+their medoid (:mod:`geo_r.geo.points`): it falls towards 0 when the groups collapse onto one answer and
 the advantages vanish.
 """
 
@@ -37,7 +37,7 @@ def completion_errors_km(completions: Sequence[Any], lats: Sequence[Any], lons: 
 
 def completion_points(completions: Sequence[Any]) -> list[tuple[float, float] | None]:
     """Parsed (lat, lon) of each completion, None where it has no valid coordinates."""
-    from geo_r.eval.aggregate import points_of
+    from geo_r.geo.points import points_of
 
     return points_of([completion_text(c) for c in completions])
 
@@ -69,7 +69,7 @@ class GeoMetricsBuffer:
 
     def group_summary(self, prefix: str = "geo/") -> dict[str, float]:
         """Best-of-group accuracy (percent of groups) and mean group spread (km) of the groups collected."""
-        from geo_r.eval.aggregate import medoid, spread_km
+        from geo_r.geo.points import medoid, spread_km
 
         if not self.groups:
             return {}

@@ -29,6 +29,8 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from geo_r.models.loading import freeze_vision_tower
+from geo_r.models.processor import vision_special_token_ids
 from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km, completion_points
 from geo_r.trainer.group_filter import (
     FilterOutcome,
@@ -46,8 +48,6 @@ from geo_r.trainer.image_memo import (
     memoized_image_processor,
     undecoded_images,
 )
-from geo_r.trainer.model_loading import freeze_vision_tower
-from geo_r.trainer.processor import vision_special_token_ids
 from geo_r.trainer.vision_cache import (
     DEFAULT_MAX_BYTES,
     VisionReuseCache,

@@ -39,7 +39,7 @@ from transformers import (
 from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
 from geo_r.atomic_io import write_json_atomic
-from geo_r.trainer.model_loading import model_type_of
+from geo_r.models.loading import model_type_of
 
 VISION_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|vision_start|>",

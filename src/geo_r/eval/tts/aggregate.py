@@ -25,25 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geo_r.geo.distance import haversine_km
+from geo_r.geo.points import (
+    TIE_KM,
+    Point,
+    medoid,
+    medoid_of,
+    pairwise_km,
+    parsed_indices,
+    points_of,
+    spread_km,
+)
 
-Point = tuple[float, float]
 Label = tuple[str | None, str | None]
 """(ISO country code, first-level region) of a point; (None, None) where it has none."""
 
+__all__ = ["AGGREGATES", "Label", "Point", "Spread", "choose", "medoid", "parse_aggregates", "parsed_indices",
+           "place_labels", "points_of", "spread", "spread_km", "vote"]
+
 AGGREGATES: tuple[str, ...] = ("greedy", "medoid", "vote")
-_TIE_KM = 1e-6
-
-
-def points_of(completions: Sequence[str]) -> list[Point | None]:
-    """The parsed coordinates of each completion (None when it has none), with the rewards' parser."""
-    from geo_r.geo import parse_prediction
-
-    out: list[Point | None] = []
-    for text in completions:
-        pred = parse_prediction(text)
-        out.append((float(pred.lat), float(pred.lon)) if pred.has_coordinates else None)  # type: ignore[arg-type]
-    return out
 
 
 def place_labels(points: Sequence[Point | None]) -> list[Label]:
@@ -58,36 +57,10 @@ def place_labels(points: Sequence[Point | None]) -> list[Label]:
     return [(c.country_code, c.region) if p is not None else (None, None) for p, c in zip(points, chains, strict=True)]
 
 
-def _distances(points: Sequence[Point]) -> np.ndarray:
-    """Pairwise haversine distances (km) of parsed points."""
-    lat = np.array([p[0] for p in points], dtype=np.float64)
-    lon = np.array([p[1] for p in points], dtype=np.float64)
-    return np.asarray(haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]), dtype=np.float64)
-
-
-def _medoid_of(points: Sequence[Point | None], members: Sequence[int]) -> int | None:
-    """Index (into ``points``) of the member with the smallest summed distance to the other members."""
-    if not members:
-        return None
-    d = _distances([points[i] for i in members])  # type: ignore[misc]
-    sums = np.round(d.sum(axis=1) / _TIE_KM) * _TIE_KM
-    return members[int(np.argmin(sums))]  # argmin keeps the first of equal sums: the earliest sample
-
-
-def parsed_indices(points: Sequence[Point | None]) -> list[int]:
-    """Indices of the samples with coordinates, in order."""
-    return [i for i, p in enumerate(points) if p is not None]
-
-
-def medoid(points: Sequence[Point | None]) -> int | None:
-    """Index of the medoid of the parsed samples (None when none parsed); see the module docstring."""
-    return _medoid_of(points, parsed_indices(points))
-
-
 def _rank_by_centrality(points: Sequence[Point | None], members: list[int]) -> dict[int, int]:
     """Rank (0 = most central) of each member by summed distance to all members; ties by sample order."""
-    d = _distances([points[i] for i in members])  # type: ignore[misc]
-    sums = np.round(d.sum(axis=1) / _TIE_KM) * _TIE_KM
+    d = pairwise_km([points[i] for i in members])  # type: ignore[misc]
+    sums = np.round(d.sum(axis=1) / TIE_KM) * TIE_KM
     order = sorted(range(len(members)), key=lambda j: (sums[j], members[j]))
     return {members[j]: rank for rank, j in enumerate(order)}
 
@@ -113,7 +86,7 @@ def vote(points: Sequence[Point | None], labels: Sequence[Label]) -> int | None:
     for i in country:
         by_region.setdefault(labels[i][1], []).append(i)
     region = _most_frequent(by_region, rank)
-    return _medoid_of(points, region)
+    return medoid_of(points, region)
 
 
 @dataclass(frozen=True)
@@ -143,16 +116,6 @@ def spread(
     cc = chosen_label[0]
     agree = sum(1 for lab, p in zip(labels, points, strict=True) if p is not None and cc is not None and lab[0] == cc)
     return Spread(km, agree / len(points), n_parsed)
-
-
-def spread_km(points: Sequence[Point | None], chosen: Point | None) -> float | None:
-    """Median distance (km) from the parsed points to ``chosen``; None when either side is missing."""
-    parsed = [p for p in points if p is not None]
-    if chosen is None or not parsed:
-        return None
-    lat = np.array([p[0] for p in parsed], dtype=np.float64)
-    lon = np.array([p[1] for p in parsed], dtype=np.float64)
-    return float(np.median(np.asarray(haversine_km(lat, lon, chosen[0], chosen[1]), dtype=np.float64)))
 
 
 def choose(method: str, points: Sequence[Point | None], labels: Sequence[Label]) -> int | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from geo_r.eval.metrics import accuracy_key
+from geo_r.eval.tables import km, num, pct, table
 
 EXPLAIN = {
     "greedy": "the greedy answer (the reference row)",
@@ -21,8 +22,6 @@ EXPLAIN = {
 
 def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
     """Markdown lines of the section (empty when the run has no aggregates)."""
-    from geo_r.eval.report import _km, _num, _pct, _table
-
     blocks: Mapping[str, Any] = metrics.get("aggregates") or {}
     if not blocks:
         return []
@@ -42,10 +41,10 @@ def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
     for name, b in blocks.items():
         c = b.get("confidence", {})
         rho = c.get("spearman_spread_error")
-        rows.append([f"**{name}**", _pct(b.get("parse_rate")), *(_pct(b.get(accuracy_key(t))) for t in thresholds),
-                     _km(b.get("median_km")), _num(b.get("geoscore")), _pct(b.get("country_acc")),
-                     _km(c.get("spread_km_median")), "–" if rho is None else f"{rho:.2f}"])
-    lines += _table(header, rows, range(1, len(header)))
+        rows.append([f"**{name}**", pct(b.get("parse_rate")), *(pct(b.get(accuracy_key(t))) for t in thresholds),
+                     km(b.get("median_km")), num(b.get("geoscore")), pct(b.get("country_acc")),
+                     km(c.get("spread_km_median")), "–" if rho is None else f"{rho:.2f}"])
+    lines += table(header, rows, range(1, len(header)))
     lines += [
         "",
         "Spread: median distance from the parsed samples to the aggregate's chosen point; a positive Spearman "
@@ -60,15 +59,15 @@ def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
                   ""]
         dec = [
             [f"{r['rank_pct'][0]:.0f}–{r['rank_pct'][1]:.0f}%",
-             f"{_km(r['spread_km_min'])} – {_km(r['spread_km_max'])}", str(r["n"]),
-             f"{100 * r['country_agreement_mean']:.0f}%", _km(r["error_km_p10"]), _km(r["error_km_p50"]),
-             _km(r["error_km_p90"]), _pct(r.get("acc@25km")), _pct(r.get("acc@750km"))]
+             f"{km(r['spread_km_min'])} – {km(r['spread_km_max'])}", str(r["n"]),
+             f"{100 * r['country_agreement_mean']:.0f}%", km(r["error_km_p10"]), km(r["error_km_p50"]),
+             km(r["error_km_p90"]), pct(r.get("acc@25km")), pct(r.get("acc@750km"))]
             for r in c.get("deciles", [])
         ]
         if dec:
             header = ["images ranked by spread", "spread km", "n", "same country", "error p10 km",
                       "error p50 km", "error p90 km", "25 km %", "750 km %"]
-            lines += _table(header, dec, range(2, 9))
+            lines += table(header, dec, range(2, 9))
         else:
             lines += ["No image has both a chosen point and a parsed sample."]
         missing = b["n"] - c.get("n_with_spread", 0)
@@ -76,9 +75,9 @@ def aggregate_section(metrics: Mapping[str, Any]) -> list[str]:
             lines += ["", f"{missing} image(s) without a spread (no parsed chosen answer or no parsed sample)."]
         ab = c.get("abstention")
         if ab:
-            accs = ", ".join(f"{accuracy_key(t)} {_pct(ab.get(accuracy_key(t)))}%" for t in thresholds)
+            accs = ", ".join(f"{accuracy_key(t)} {pct(ab.get(accuracy_key(t)))}%" for t in thresholds)
             lines += ["", f"Answering only when the spread is <= {ab['abstain_km']:g} km (`--abstain_km`): "
-                      f"coverage **{_pct(ab['coverage'])}%** ({ab['n_kept']} of {b['n']} images); on those: {accs}; "
-                      f"median {_km(ab['median_km'])} km."]
+                      f"coverage **{pct(ab['coverage'])}%** ({ab['n_kept']} of {b['n']} images); on those: {accs}; "
+                      f"median {km(ab['median_km'])} km."]
         lines.append("")
     return lines

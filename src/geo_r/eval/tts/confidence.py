@@ -1,7 +1,7 @@
 """Is a "sure" answer a right one? Error by sample spread: decile table, abstention, rank correlation, plot.
 
 Inputs are per image: the spread of its K samples around the chosen point (km, None when it has none; see
-:func:`geo_r.eval.aggregate.spread`), the share of samples agreeing on the country, and the chosen answer's
+:func:`geo_r.eval.tts.aggregate.spread`), the share of samples agreeing on the country, and the chosen answer's
 error (km, None when unparseable).
 
 * :func:`decile_table`: images with a spread, sorted by spread and cut into 10 bins of (nearly) equal size,
@@ -146,10 +146,10 @@ def plot_confidence(
 ) -> Path:
     """Write ``confidence.png``: per aggregate, each image's spread (x) vs its error (y), log-log, and the
     median error of each spread decile; returns the path."""
-    from geo_r.eval.plots import _new_figure, _save
+    from geo_r.eval.plots import new_figure, save_figure
 
     n = max(1, len(panels))
-    fig, _ = _new_figure(4.2 * n + 0.6, 4.4)
+    fig, _ = new_figure(4.2 * n + 0.6, 4.4)
     first = None
     for k, (name, (spreads, errors)) in enumerate(panels.items()):
         ax = fig.add_subplot(1, n, k + 1, sharey=first)
@@ -181,4 +181,4 @@ def plot_confidence(
                      f"{'n/a' if rho is None else f'{rho:.2f}'}", fontsize=9)
     if title:
         fig.suptitle(f"{title} (values below {PLOT_FLOOR_KM:g} km drawn at {PLOT_FLOOR_KM:g})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

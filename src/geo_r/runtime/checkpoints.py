@@ -21,6 +21,8 @@ from transformers import TrainerCallback
 from geo_r.atomic_io import write_json_atomic
 
 MARKER = "geo_r_checkpoint.json"
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = (
     "model.safetensors",
@@ -145,3 +147,34 @@ class CompleteCheckpointCallback(TrainerCallback):
                     "deepspeed": bool(args.deepspeed),
                 },
             )
+
+
+def newest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    """The ``checkpoint-N`` folder with the largest N under ``output_dir``, or None if there is none."""
+    found = checkpoint_folders(output_dir)
+    return found[0] if found else None
+
+
+def resolve_resume(value: str | None, output_dir: str) -> tuple[str | None, str | None]:
+    """Turn ``--resume_from_checkpoint`` into a checkpoint path (or None) and a message for the log.
+
+    ``True`` (VLM-R1's scripts, Geo-R's launchers) means: the newest checkpoint in ``output_dir`` that can be
+    resumed (complete on every rank, with optimizer and RNG state; see :func:`checkpoint_problems`), saying
+    why newer ones were passed over; a fresh start when there is none. ``False``/empty means a fresh start.
+    Anything else must be a checkpoint folder that can be resumed.
+    """
+    if value is None or value.strip().lower() in _FALSE:
+        return None, None
+    if value.strip().lower() in _TRUE:
+        ckpt, skipped = newest_resumable(output_dir)
+        passed = "".join(f"; passed over {p.name}: {', '.join(why)}" for p, why in skipped)
+        if ckpt is None:
+            found = "no checkpoint-* in" if not skipped else "no resumable checkpoint in"
+            return None, f"--resume_from_checkpoint True: {found} {output_dir}; starting fresh{passed}"
+        return str(ckpt), f"--resume_from_checkpoint True: resuming from {ckpt}{passed}"
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    problems = checkpoint_problems(value)
+    if problems:
+        raise ValueError(f"--resume_from_checkpoint {value} cannot be resumed: {'; '.join(problems)}")
+    return value, f"resuming from {value}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from peft import LoraConfig
 
-from geo_r.trainer.arguments import GeoModelArguments
-from geo_r.trainer.model_loading import lora_target_modules_regex
+from geo_r.models.arguments import GeoModelArguments
+from geo_r.models.loading import lora_target_modules_regex
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

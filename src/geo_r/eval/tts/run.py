@@ -1,9 +1,9 @@
 """Apply the aggregates (greedy, medoid, vote) to a whole run of K-sample predictions and score each one.
 
 For every image: the greedy answer is the run's ``completion``; ``medoid`` and ``vote`` pick one of its
-``samples`` (:mod:`geo_r.eval.aggregate`), whose text (reasoning included) becomes that aggregate's answer.
+``samples`` (:mod:`geo_r.eval.tts.aggregate`), whose text (reasoning included) becomes that aggregate's answer.
 An image whose samples are all unparseable keeps its first sample as the answer (it scores as unparseable).
-Every aggregate also gets each image's :class:`~geo_r.eval.aggregate.Spread` around its chosen point, so
+Every aggregate also gets each image's :class:`~geo_r.eval.tts.aggregate.Spread` around its chosen point, so
 the confidence of the greedy answer is measured by the same samples.
 
 All sample points of the run are reverse geocoded in one batch.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geo_r.data.schema import GeoRecord
-from geo_r.eval.aggregate import Label, Point, choose, place_labels, points_of, spread
-from geo_r.eval.aggregate import Spread as SpreadT
+from geo_r.eval.tts.aggregate import Label, Point, choose, place_labels, points_of, spread
+from geo_r.eval.tts.aggregate import Spread as SpreadT
 
 
 @dataclass

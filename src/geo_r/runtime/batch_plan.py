@@ -1,6 +1,6 @@
 """The global batch of a launch, printed by every launcher before torchrun starts, and refused if it cannot work.
 
-``python -m geo_r.trainer.batch_plan grpo NNODES NPROC_PER_NODE -- <trainer flags>`` reads the batch flags the
+``python -m geo_r.runtime.batch_plan grpo NNODES NPROC_PER_NODE -- <trainer flags>`` reads the batch flags the
 launcher is about to pass (the last occurrence wins, as in the trainer's own parser), prints the arithmetic
 (nodes x processes x per-device x accumulation, prompts per step, generations per prompt) and exits 2 with a
 one-line error when TRL would refuse it after minutes of model loading. ``sft`` and ``eval`` print theirs.
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``batch_plan {grpo,sft,eval} NNODES NPROC_PER_NODE -- FLAGS``: print the plan, or an error and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 3 or args[0] not in PLANS:
-        print("usage: python -m geo_r.trainer.batch_plan {grpo,sft,eval} NNODES NPROC_PER_NODE -- FLAGS", file=sys.stderr)
+        print("usage: python -m geo_r.runtime.batch_plan {grpo,sft,eval} NNODES NPROC_PER_NODE -- FLAGS", file=sys.stderr)
         return 2
     kind, nnodes, nproc, rest = args[0], args[1], args[2], args[3:]
     if rest[:1] == ["--"]:

@@ -6,6 +6,8 @@ import os
 import socket
 from collections.abc import Sequence
 
+from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
+
 
 def uses_deepspeed(argv: Sequence[str]) -> bool:
     """True when the command line passes ``--deepspeed CONFIG``."""
@@ -19,7 +21,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-DEFAULT_TIMEOUT_S = 1800  # transformers' --ddp_timeout default: a checkpoint save or a slow step fits in it
+DEFAULT_TIMEOUT_S = DEFAULT_DIST_TIMEOUT_S
 
 
 def ddp_timeout_from_argv(argv: Sequence[str], default: int = DEFAULT_TIMEOUT_S) -> int:

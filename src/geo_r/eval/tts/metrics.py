@@ -1,8 +1,8 @@
 """Score every aggregate of a K-sample run: one metrics block each (with its confidence), side by side.
 
-:func:`score_aggregates` chooses each aggregate's answers (:mod:`geo_r.eval.aggregate_run`), scores them
+:func:`score_aggregates` chooses each aggregate's answers (:mod:`geo_r.eval.tts.run`), scores them
 with the same :func:`~geo_r.eval.scoring.score_predictions` and :func:`~geo_r.eval.metrics.compute_metrics`
-as a one-answer run, and adds a ``confidence`` entry (:mod:`geo_r.eval.confidence`) per aggregate.
+as a one-answer run, and adds a ``confidence`` entry (:mod:`geo_r.eval.tts.confidence`) per aggregate.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from geo_r.data.schema import GeoRecord
-from geo_r.eval.aggregate_run import AggregateResult, aggregate_score_fields, run_aggregates
 from geo_r.eval.scoring import ScoredRow
+from geo_r.eval.tts.run import AggregateResult, aggregate_score_fields, run_aggregates
 
 
 @dataclass
@@ -36,7 +36,7 @@ class ScoredAggregates:
 
     def plot(self, path: str | os.PathLike, *, abstain_km: float | None, title: str) -> Path:
         """Write ``confidence.png`` (one panel per aggregate)."""
-        from geo_r.eval.confidence import plot_confidence
+        from geo_r.eval.tts.confidence import plot_confidence
 
         panels = {}
         for name, rows in self.rows.items():
@@ -60,9 +60,9 @@ def score_aggregates(
     abstain_km: float | None = None,
 ) -> ScoredAggregates:
     """Choose, score and summarise every aggregate (see the module docstring)."""
-    from geo_r.eval.confidence import confidence_block
     from geo_r.eval.metrics import compute_metrics
     from geo_r.eval.scoring import score_predictions
+    from geo_r.eval.tts.confidence import confidence_block
 
     results = run_aggregates(records, greedy, samples, aggregates)
     rows: dict[str, list[ScoredRow]] = {}

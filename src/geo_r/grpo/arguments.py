@@ -3,19 +3,18 @@
 Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run.
 ``VLMR1CompatArguments`` holds flags that VLM-R1 / Geo-R scripts pass but that have no direct meaning in
 Geo-R: they are accepted so those scripts run unchanged, and each one is honoured, renamed or ignored with
-a warning that says why (see :mod:`geo_r.trainer.compat`). Nothing is silently ignored.
+a warning that says why (see :mod:`geo_r.grpo.compat`). Nothing is silently ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import ModelConfig
+from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from geo_r.models.arguments import GeoModelArguments
 
-# ~0.4 megapixels: at most 512 image tokens per photo on Qwen2.5-VL (patch 14, 2x2 merge). VLM-R1's default
-# of 12,845,056 allows 16,384 tokens per image and is the main cause of its out-of-memory reports.
-DEFAULT_MAX_PIXELS = 401_408
-DEFAULT_MIN_PIXELS = 3_136
+__all__ = ["GeoModelArguments", "GeoScriptArguments", "VLMR1CompatArguments"]
+
 DEFAULT_REWARD_FUNCS = ["format", "distance", "region"]
 
 
@@ -149,42 +148,6 @@ class GeoScriptArguments:
     log_ground_truth: int = field(
         default=3,
         metadata={"help": "Log the parsed ground truth (id, lat, lon, chain) of the first N training records."},
-    )
-
-
-@dataclass
-class GeoModelArguments(ModelConfig):
-    """TRL's ``ModelConfig`` (model path, dtype, attention, LoRA flags) plus vision-tower freezing."""
-
-    dtype: str | None = field(
-        default=None,
-        metadata={
-            "help": "dtype the weights are loaded in: bfloat16, float16, float32 or auto (as stored). Default: "
-            "bfloat16 with --bf16, float16 with --fp16, else float32.",
-            "choices": ["auto", "bfloat16", "float16", "float32"],
-        },
-    )
-
-    freeze_vision_modules: bool = field(
-        default=False,
-        metadata={"help": "Freeze the vision tower (model.model.visual, merger included); train the language model only."},
-    )
-    vision_reuse: bool = field(
-        default=True,
-        metadata={
-            "help": "GRPO: encode each distinct photo once per forward pass (a group's copies share the output, "
-            "gradients included) and, while the vision tower is frozen (--freeze_vision_modules, or LoRA), once "
-            "per optimizer step (generation, reference and policy passes reuse it); process its pixels once per "
-            "step. Exact (same completions, log-probs and loss as off). The log shows vision/encodings per step. "
-            "False: the stock per-copy, per-pass encoding."
-        },
-    )
-    vision_cache_max_mb: int = field(
-        default=2048,
-        metadata={
-            "help": "GRPO: bound of the per-step cache of frozen vision-tower outputs, in MiB (per process; photos "
-            "past it are encoded again in later passes). Its peak is logged as vision/cache_peak_mb."
-        },
     )
 
 

@@ -1,8 +1,7 @@
 """What Geo-R does with the settings of a VLM-R1 / Geo-R command line, said out loud.
 
 ``reconcile`` is called once after parsing: it honours what can be honoured (``--torch_dtype`` becomes
-``dtype``, ``--resume_from_checkpoint True`` finds the newest checkpoint), and returns one message per
-setting that is renamed or ignored, with the reason. ``report_to wandb`` without a usable wandb falls back
+``dtype``) and returns one message per setting that is renamed or ignored, with the reason. ``report_to wandb`` without a usable wandb falls back
 to no tracker with a warning rather than crashing a multi-node job at its first log line.
 """
 
@@ -14,42 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from geo_r.data.mixture import is_mixture_config
-from geo_r.trainer.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
-from geo_r.trainer.checkpoints import checkpoint_folders, checkpoint_problems, newest_resumable
-
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no", ""}
-
-
-def newest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest N under ``output_dir``, or None if there is none."""
-    found = checkpoint_folders(output_dir)
-    return found[0] if found else None
-
-
-def resolve_resume(value: str | None, output_dir: str) -> tuple[str | None, str | None]:
-    """Turn ``--resume_from_checkpoint`` into a checkpoint path (or None) and a message for the log.
-
-    ``True`` (VLM-R1's scripts, Geo-R's launchers) means: the newest checkpoint in ``output_dir`` that can be
-    resumed (complete on every rank, with optimizer and RNG state; see :mod:`geo_r.trainer.checkpoints`), saying
-    why newer ones were passed over; a fresh start when there is none. ``False``/empty means a fresh start.
-    Anything else must be a checkpoint folder that can be resumed.
-    """
-    if value is None or value.strip().lower() in _FALSE:
-        return None, None
-    if value.strip().lower() in _TRUE:
-        ckpt, skipped = newest_resumable(output_dir)
-        passed = "".join(f"; passed over {p.name}: {', '.join(why)}" for p, why in skipped)
-        if ckpt is None:
-            found = "no checkpoint-* in" if not skipped else "no resumable checkpoint in"
-            return None, f"--resume_from_checkpoint True: {found} {output_dir}; starting fresh{passed}"
-        return str(ckpt), f"--resume_from_checkpoint True: resuming from {ckpt}{passed}"
-    if not Path(value).is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
-    problems = checkpoint_problems(value)
-    if problems:
-        raise ValueError(f"--resume_from_checkpoint {value} cannot be resumed: {'; '.join(problems)}")
-    return value, f"resuming from {value}"
+from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
 
 
 def _wandb_usable() -> str | None:
