@@ -91,7 +91,7 @@ def test_stock_and_image_only_processors_give_the_same_tokens(
     from geo_r.data.image_decode import open_rgb
     from geo_r.data.schema import GeoRecord
     from geo_r.eval.generate import prompt_texts
-    from geo_r.trainer import processor as proc_mod
+    from geo_r.models import processor as proc_mod
 
     images = [open_rgb(str(p)) for p in photos]
     for folder in (tiny_model_dir, hub_dir):

@@ -18,7 +18,7 @@ from geo_r.models.processor import (
     vision_special_token_ids,
     write_pixel_limits,
 )
-from geo_r.trainer import processor as processor_module
+from geo_r.models import processor as processor_module
 
 PATCH = 28  # Qwen2/2.5-VL: 14-pixel patches merged 2x2 -> one image token per 28x28 pixels
 
