@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from geo_r.models import processor as processor_module
 from geo_r.models.processor import (
     IMAGE_ONLY_PROCESSORS,
     build_image_processor,
@@ -18,7 +19,6 @@ from geo_r.models.processor import (
     vision_special_token_ids,
     write_pixel_limits,
 )
-from geo_r.models import processor as processor_module
 
 PATCH = 28  # Qwen2/2.5-VL: 14-pixel patches merged 2x2 -> one image token per 28x28 pixels
 
