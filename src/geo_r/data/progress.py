@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 _CHECK_EVERY = 256
+LOG_EVERY_S = 30.0  # seconds between log lines off a terminal
 
 
 def _clock(seconds: float) -> str:
@@ -34,7 +35,7 @@ class RowProgress:
         total_rows: int | None = None,
         total_bytes: int | None = None,
         mode: str = "auto",
-        log_every_s: float = 30.0,
+        log_every_s: float | None = None,
     ) -> None:
         if mode not in ("auto", "bar", "log", "off"):
             raise ValueError(f"progress mode must be auto, bar, log or off, not {mode!r}")
@@ -45,8 +46,8 @@ class RowProgress:
         self.rows = 0
         self.position = 0
         self.start = time.monotonic()
-        self.log_every_s = log_every_s
-        self._next_log = self.start + log_every_s
+        self.log_every_s = LOG_EVERY_S if log_every_s is None else log_every_s
+        self._next_log = self.start + self.log_every_s
         self._next_check = _CHECK_EVERY
         self._bar: Any = None
         self._bar_done = 0
