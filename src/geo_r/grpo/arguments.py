@@ -150,9 +150,9 @@ class GeoScriptArguments:
         metadata={
             "help": "Folder of the training-data cache: the checked records as memory-mapped Arrow files, built once "
             "per node by its first process and shared by every rank (one copy in the page cache), reused by any "
-            "later run with the same data files and options. Default: <output_dir>/data_cache. Point it at a "
-            "folder shared across experiments (a node-local disk or a project scratch folder) to build a large set "
-            "once for every run. 'none': no cache, every rank loads and builds the set in its own memory (the "
+            "later run with the same data files and options. Default: <output_dir>/_data_cache (push_to_hub skips "
+            "it). Point it at a folder shared across experiments (a node-local disk or a project scratch folder) to "
+            "build a large set once for every run. 'none': no cache, every rank loads and builds the set in its own memory (the "
             "behaviour before the cache). See docs/scale.md."
         },
     )

@@ -14,6 +14,7 @@ from typing import Any
 logger = logging.getLogger("geo_r.grpo")
 
 NO_CACHE = "none"
+DEFAULT_CACHE_DIR = "_data_cache"  # in output_dir; Trainer.push_to_hub skips names starting with "_"
 
 
 def cache_root(script: Any, training: Any) -> str | None:
@@ -21,7 +22,7 @@ def cache_root(script: Any, training: Any) -> str | None:
     value = script.data_cache_dir
     if value is not None and value.strip().lower() == NO_CACHE:
         return None
-    return value or os.path.join(training.output_dir, "data_cache")
+    return value or os.path.join(training.output_dir, DEFAULT_CACHE_DIR)
 
 
 def load_training_data(script: Any, training: Any) -> tuple[Any, Any]:
