@@ -266,3 +266,26 @@ def test_memory_mapped_rows_and_manifest(data, tmp_path):
     assert manifest["rows"] == 23 and manifest["report"]["records_read"] == 23
     assert manifest["inputs"][0]["path"] == str(jsonl.resolve())
     assert cache.dataset[0]["images"] == [{"bytes": None, "path": str(folder.resolve() / "0.jpg")}]
+
+
+def test_without_file_locks_the_first_process_builds_and_the_others_poll(data, tmp_path, monkeypatch):
+    """A file system without flock (some Lustre/NFS mounts): no second build, the waiter gets the builder's cache."""
+    import errno
+    import fcntl
+    import threading
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    jsonl, folder = data
+    root = tmp_path / "cache"
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(open_training_cache(
+        root, data_file_paths=str(jsonl), image_folders=str(folder), progress="off", prefer_builder=False)))
+    waiter.start()
+    time.sleep(0.3)
+    built = open_training_cache(root, data_file_paths=str(jsonl), image_folders=str(folder), progress="off")
+    waiter.join(60)
+    assert built.built and got and not got[0].built and got[0].folder == built.folder
+    assert len(list(root.glob("grpo-*"))) == 1

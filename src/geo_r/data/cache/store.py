@@ -10,6 +10,9 @@ build when they can avoid it (``prefer_builder=False``: every rank but each node
 for the lock file to appear before they compete for it. When the builder fails on bad data, it leaves
 ``.grpo-<key>.failed`` with the error, and processes that were waiting for it raise the same error at once
 instead of repeating minutes of checks; a later run ignores a marker older than itself and tries again.
+On a file system without locks (some Lustre or NFS mounts) each node's first process builds on its own and the
+other processes poll for the finished folder; the first complete folder to be committed is the one every
+process uses.
 """
 
 from __future__ import annotations
@@ -92,12 +95,14 @@ def open_or_build(
     lock = root / f".grpo-{key}.lock"
     failed = root / f".grpo-{key}.failed"
     if rebuild and not prefer_builder:  # the builder rebuilds; wait for a cache newer than this process's start
-        return _wait_for_rebuild(final, failed, started)
+        return _wait_for_cache(final, failed, started, newer=True)
     if not prefer_builder:
         deadline = time.monotonic() + _WAIT_FOR_BUILDER_S
         while time.monotonic() < deadline and not lock.exists() and read_manifest(final) is None:
             time.sleep(0.2)
-    with _locked(lock):
+    with _locked(lock) as locked:
+        if not locked and not prefer_builder:  # no locks here: leave the building to each node's first process
+            return _wait_for_cache(final, failed, started, newer=False)
         if failed.exists():
             if failed.stat().st_mtime >= started:
                 raise CacheBuildFailed(failed.read_text(encoding="utf-8", errors="replace"))
@@ -112,9 +117,18 @@ def open_or_build(
             manifest = {**build(tmp), "created_unix": time.time()}
             write_json_atomic(tmp / MANIFEST_FILE, manifest)
             _sync_folder(tmp)
-            if final.exists():  # --rebuild_data_cache, or a builder without a lock got there first
+            if final.exists() and not rebuild:  # another node's builder, without a lock, got there first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return final, read_manifest(final) or manifest, True
+            if final.exists():  # --rebuild_data_cache
                 _remove(final)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if read_manifest(final) is None:
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # a lock-less builder elsewhere committed the same data
+                return final, read_manifest(final) or manifest, True
             _sync_dir(root)
         except Exception as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,11 +141,11 @@ def open_or_build(
     return final, manifest, True
 
 
-def _wait_for_rebuild(final: Path, failed: Path, started: float) -> tuple[Path, dict[str, Any], bool]:
-    """Poll until another process has rebuilt ``final`` after ``started`` (or failed to)."""
+def _wait_for_cache(final: Path, failed: Path, started: float, *, newer: bool) -> tuple[Path, dict[str, Any], bool]:
+    """Poll until another process has built ``final`` (after ``started`` when ``newer``), or failed to."""
     while True:
         manifest = read_manifest(final)
-        if manifest is not None and manifest.get("created_unix", 0) >= started:
+        if manifest is not None and (not newer or manifest.get("created_unix", 0) >= started):
             return final, manifest, False
         if failed.exists() and failed.stat().st_mtime >= started:
             raise CacheBuildFailed(failed.read_text(encoding="utf-8", errors="replace"))
