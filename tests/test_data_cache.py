@@ -289,3 +289,30 @@ def test_without_file_locks_the_first_process_builds_and_the_others_poll(data, t
     waiter.join(60)
     assert built.built and got and not got[0].built and got[0].folder == built.folder
     assert len(list(root.glob("grpo-*"))) == 1
+
+
+def test_every_row_its_own_text_stays_on_disk_and_the_transform_pickles_by_path(tmp_path, monkeypatch):
+    """A per-row human turn (e.g. retrieval candidates) on every row: texts.arrow is read memory-mapped, not
+    loaded, and a DataLoader worker gets the path, not the texts."""
+    import pickle
+
+    import geo_r.data.cache.rows as rows_module
+
+    make_jpeg(tmp_path / "imgs" / "0.jpg")
+    rows = [contract_row(i, image="0.jpg", conversations=[{"from": "human", "value": f"<image>Where? hint {i}"}])
+            for i in range(40)]
+    jsonl = write_jsonl(tmp_path / "d.jsonl", rows)
+    from datasets.table import MemoryMappedTable
+
+    def arrow_column(path):  # as for a set past 10,000 distinct texts: the memory-mapped column, not a list
+        return MemoryMappedTable.from_file(path).table.column("text")
+
+    monkeypatch.setattr(rows_module, "open_texts", arrow_column)
+    cache = open_training_cache(tmp_path / "c", data_file_paths=str(jsonl), image_folders=str(tmp_path / "imgs"),
+                                progress="off")
+    assert cache.manifest["texts"] == 40
+    assert cache.dataset[39]["prompt"][0]["content"][1]["text"] == "Where? hint 39"
+    transform = cache.dataset.format["format_kwargs"]["transform"]
+    state = pickle.dumps(transform)
+    assert len(state) < 2000 and b"hint 39" not in state
+    assert pickle.loads(state).text(7) == "<image>Where? hint 7"

@@ -133,11 +133,9 @@ def open_cached_dataset(folder: str | os.PathLike[str], manifest: dict[str, Any]
     if manifest is None:
         raise FileNotFoundError(f"{folder}: not a complete training-data cache (no manifest.json)")
     rows = MemoryMappedTable.from_file(str(folder / ROWS_FILE))
-    texts = MemoryMappedTable.from_file(str(folder / TEXTS_FILE)).table.column("text")
-    texts = texts.to_pylist() if len(texts) <= 10_000 else texts.combine_chunks()
     extras = [(name, type_from_text(text)) for name, text in manifest["extras"]]
     dataset = datasets.Dataset(rows, info=datasets.DatasetInfo(features=rows_features()), fingerprint=manifest["key"])
-    return dataset.with_transform(CachedRows(texts, extras))
+    return dataset.with_transform(CachedRows(str(folder / TEXTS_FILE), extras))
 
 
 def _build_mixture(folder, mixture, image_root, seed, question, replace, skip_invalid, check_images, derive_chains,

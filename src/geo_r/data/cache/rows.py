@@ -21,17 +21,26 @@ PLAIN_COLUMNS: tuple[str, ...] = ("images", "id", "lat", "lon", *CHAIN_FIELDS, "
 
 
 class CachedRows:
-    """The transform: stored columns (``q``, ``sys``, ``extras`` ...) in, the GRPO dataset's columns out."""
+    """The transform: stored columns (``q``, ``sys``, ``extras`` ...) in, the GRPO dataset's columns out.
 
-    def __init__(self, texts: Any, extras: Sequence[tuple[str, Any]]) -> None:
-        self.texts = texts  # the distinct texts: a list, or an Arrow string array (memory-mapped)
+    ``texts_file`` (``texts.arrow``) is memory-mapped on first use, in every process that uses the transform;
+    pickling (a DataLoader worker) carries the path, not the texts."""
+
+    def __init__(self, texts_file: str, extras: Sequence[tuple[str, Any]]) -> None:
+        self.texts_file = texts_file
         self.extras = list(extras)  # (field name, Arrow type, or None for JSON text), in column order
+        self._texts: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"texts_file": self.texts_file, "extras": self.extras, "_texts": None}
 
     def text(self, index: int | None) -> str | None:
         """Text number ``index`` of ``texts.arrow`` (None for None)."""
         if index is None:
             return None
-        value = self.texts[index]
+        if self._texts is None:
+            self._texts = open_texts(self.texts_file)
+        value = self._texts[index]
         return value if isinstance(value, str) else value.as_py()
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -52,6 +61,15 @@ class CachedRows:
     def column_names(self) -> list[str]:
         """The columns a row has, in order."""
         return ["prompt", *PLAIN_COLUMNS, *(name for name, _ in self.extras)]
+
+
+def open_texts(path: str) -> Any:
+    """The distinct texts of ``texts.arrow``: a list when there are few (the usual one question), else the
+    memory-mapped Arrow column itself (a set where every row has its own text stays on disk)."""
+    from datasets.table import MemoryMappedTable
+
+    column = MemoryMappedTable.from_file(path).table.column("text")
+    return column.to_pylist() if len(column) <= 10_000 else column
 
 
 def typed(value: Any, arrow_type: Any) -> Any:
