@@ -110,6 +110,7 @@ def _load_ground_truth(args: argparse.Namespace, check_images: bool) -> list[Any
         skip_invalid=args.skip_invalid,
         check_images=check_images,
         derive_chains=True,
+        progress="off" if args.no_progress else "auto",
     )
     seen: dict[str, str] = {}
     for r in records:
