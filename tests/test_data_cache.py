@@ -109,6 +109,10 @@ def test_extras_typed_across_chunks_like_the_in_memory_table(data, tmp_path, mon
     old = build_grpo_dataset(load_records(str(jsonl), str(folder))[0])
     cache = open_training_cache(tmp_path / "c", data_file_paths=str(jsonl), image_folders=str(folder),
                                 progress="off")
+    import pyarrow as pa
+
+    with pa.memory_map(str(cache.folder / "rows.arrow")) as source:
+        assert len(list(pa.ipc.open_stream(source))) == 6  # 23 rows written 4 at a time
     new_rows, old_rows = cache.dataset[:], old[:]
     for name in ("author", "score", "mixed", "meta", "id", "prompt", "solution"):
         assert new_rows[name] == old_rows[name], name

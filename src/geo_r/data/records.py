@@ -2,10 +2,10 @@
 
 ``load_records("a.jsonl:b.json", "imgs_a/:imgs_b/")`` streams every file once (:class:`RecordScanner`, with a
 progress bar), recognises each record's layout (:mod:`geo_r.data.layouts`), checks each distinct image
-(:mod:`geo_r.data.images`), and collects *all* problems with their ``file:line``. Then it either raises one :class:`DataValidationError` or, with
-``skip_invalid=True``, drops the bad records and logs how many. Duplicate ids are warnings (the records are
-kept). Missing region-chain fields stay None unless ``derive_chains=True`` fills them offline from
-``lat``/``lon`` in one batched reverse-geocoding call.
+(:mod:`geo_r.data.images`), and collects *all* problems with their ``file:line``. Then it either raises one
+:class:`DataValidationError` or, with ``skip_invalid=True``, drops the bad records and logs how many.
+Duplicate ids are warnings (the records are kept). Missing region-chain fields stay None unless
+``derive_chains=True`` fills them offline from ``lat``/``lon`` in one batched reverse-geocoding call.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class RecordScanner:
         check_images: bool = True,
         image_check_workers: int = DEFAULT_WORKERS,
         decode_images: bool = False,
-        chunk_size: int = CHUNK_RECORDS,
+        chunk_size: int | None = None,
         progress: str = "auto",
         what: str = "checking data",
     ) -> None:
@@ -147,7 +147,7 @@ class RecordScanner:
         self.check_images = check_images
         self.workers = image_check_workers
         self.decode = decode_images
-        self.chunk_size = max(1, chunk_size)
+        self.chunk_size = max(1, CHUNK_RECORDS if chunk_size is None else chunk_size)
         self.progress_mode = progress
         self.what = what
         self.report = LoadReport()
