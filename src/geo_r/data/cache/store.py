@@ -107,11 +107,14 @@ def open_or_build(
             if failed.stat().st_mtime >= started:
                 raise CacheBuildFailed(failed.read_text(encoding="utf-8", errors="replace"))
             failed.unlink(missing_ok=True)
-        if (manifest := read_manifest(final)) is not None and not rebuild:
-            return final, manifest, False
-        for leftover in root.glob(f".grpo-{key}.tmp-*"):  # a builder that died: we hold its lock now
-            logger.warning("removing an incomplete training-data cache left by an interrupted build: %s", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
+        manifest = read_manifest(final)
+        if manifest is not None and (not rebuild or manifest.get("created_unix", 0) >= started):
+            return final, manifest, False  # (a rebuild another node's first process just made counts)
+        if locked:  # a builder that died left these: we hold its lock now (without locks one may be running)
+            for leftover in root.glob(f".grpo-{key}.tmp-*"):
+                logger.warning("removing an incomplete training-data cache left by an interrupted build: %s",
+                               leftover)
+                shutil.rmtree(leftover, ignore_errors=True)
         tmp = make_temp_dir(root, f".grpo-{key}.tmp-")
         try:
             manifest = {**build(tmp), "created_unix": time.time()}
