@@ -6,7 +6,8 @@ Synthetic inputs in the datasets' real layouts (docs/scale.md): an MP16-Pro meta
 default search by file name; the 100k real MP16 coordinates of ../shared/data, jittered past 100k, else uniform
 land-ish points; 12 % of rows without city/state, 2 % without an address) turned into the training jsonl by
 ``geo-r prepare --format mp16pro``; an OSV-5M ``test.csv`` (32 columns, ``images/test/00..04/<id>.jpg``) by
-``geo-r prepare --format osv5m``. Every photo is a hard link to one 640x750 JPEG. Predictions: ``<think>`` +
+``geo-r prepare --format osv5m``. Every photo is a hard link to one 640x750 JPEG (to one of its copies: a file
+takes at most 65,000 links on ext4). Predictions: ``<think>`` +
 ``<answer>`` completions of ~330 characters, 30 % within ~100 km, 67 % 200-12,000 km off, 3 % without coordinates.
 The smaller training sets are the first N lines of the largest.
 
@@ -217,6 +218,17 @@ def make_photo(path: Path) -> Path:
     return path
 
 
+_LINKS_PER_COPY = 60_000  # ext4 allows 65,000 hard links to one file
+
+
+def link_photo(photo: Path, target: Path, i: int) -> None:
+    """``target`` as a hard link to the photo (copy ``i // 60,000`` of it: a file takes at most 65,000 links)."""
+    source = photo if i < _LINKS_PER_COPY else photo.with_name(f"{photo.stem}.{i // _LINKS_PER_COPY}{photo.suffix}")
+    if not source.exists():
+        shutil.copyfile(photo, source)
+    os.link(source, target)
+
+
 def coordinates(n: int, seed: int) -> list[tuple[float, float]]:
     """Real MP16 coordinates (jittered by ~25 km past their count) or uniform land-ish points."""
     rng = random.Random(seed)
@@ -258,7 +270,7 @@ def write_mp16pro(root: Path, n: int, photo: Path) -> tuple[Path, Path]:
             shard = images / f"{i // 4096:04d}"
             if i % 4096 == 0:
                 shard.mkdir(parents=True, exist_ok=True)
-            os.link(photo, shard / img_id.replace("/", "_"))
+            link_photo(photo, shard / img_id.replace("/", "_"), i)
     return table, images
 
 
@@ -277,7 +289,7 @@ def write_osv5m(root: Path, n: int, photo: Path) -> tuple[Path, Path]:
             w.writerow([values.get(name, "") for name in OSV5M_HEADER])
             shard = images / f"{i * 5 // n:02d}"
             shard.mkdir(parents=True, exist_ok=True)
-            os.link(photo, shard / f"{5_000_000 + i}.jpg")
+            link_photo(photo, shard / f"{5_000_000 + i}.jpg", i)
     return table, images
 
 
