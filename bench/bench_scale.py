@@ -288,6 +288,7 @@ def write_osv5m(root: Path, n: int, photo: Path) -> tuple[Path, Path]:
     images = root / "osv5m" / "images" / "test"
     table = root / "osv5m" / "test.csv"
     table.parent.mkdir(parents=True, exist_ok=True)
+    photo = Path(shutil.copyfile(photo, root / "osv5m" / "photo.jpg"))  # its own copies: MP16's hold their links
     with open(table, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(OSV5M_HEADER)
@@ -398,6 +399,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--port", type=int, default=29651)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
+    parser.add_argument("--continue_from", type=Path, default=None,
+                        help="a JSON of a run that stopped half-way: its runs are kept and these added (its "
+                        "provenance goes into 'earlier_parts'); use the same --work to reuse its inputs")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
     work = args.work
@@ -412,6 +416,11 @@ def main() -> None:
         subprocess.run(["tar", "-x", "-C", str(before_root)], input=archive.stdout, check=True)
     before = before_root / "src"
     results: dict[str, Any] = {"runs": []}
+    if args.continue_from is not None:
+        earlier = json.loads(args.continue_from.read_text(encoding="utf-8"))
+        results["runs"] = list(earlier["runs"])
+        results["earlier_parts"] = [*earlier.get("earlier_parts", []),
+                                    {"steps_until": len(earlier["runs"]), "provenance": earlier["provenance"]}]
 
     def record(step: str, code: str, rows: int, m: dict[str, Any], **extra: Any) -> None:
         entry = {"step": step, "code": code, "rows": rows, **m, **extra}
@@ -441,7 +450,8 @@ def main() -> None:
                      "--images", str(mp16_images), "--out", str(work / "mp16.jsonl"), "--no_progress"],
                     env_for(after), work / "prepare.log")
         record("prepare_mp16pro", "after", biggest, m)
-    results["inputs_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.continue_from is None:
+        results["inputs_seconds"] = round(time.perf_counter() - t0, 1)
     model = work / "tiny"
     if not model.is_dir():
         subprocess.run([sys.executable, "-m", "geo_r.cli", "tiny-model", "--out", str(model)], env=env_for(after),
