@@ -20,7 +20,7 @@ from typing import Any
 PACKAGES = (
     "torch", "torchvision", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "tokenizers",
     "safetensors", "numpy", "scipy", "pillow", "reverse_geocoder", "pycountry", "matplotlib", "vllm",
-    "flash-attn", "liger-kernel", "qwen-vl-utils", "gradio", "geo-r",
+    "flash-attn", "liger-kernel", "qwen-vl-utils", "gradio", "faiss-cpu", "geo-r",
 )
 REPO = Path(__file__).resolve().parents[1]
 

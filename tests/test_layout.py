@@ -13,7 +13,7 @@ LAYERS: dict[str, int] = {
     "defaults": 0, "atomic_io": 0, "prompts": 0, "geo": 0,
     "data": 1, "rewards": 1,
     "models": 2, "runtime": 2,
-    "trainer": 3, "eval": 3, "sft": 3,
+    "trainer": 3, "eval": 3, "sft": 3, "retrieval": 3,
     "grpo": 4, "demo": 4,
     "app": 5, "cli": 6, "grpo_jsonl": 6,
 }

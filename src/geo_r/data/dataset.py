@@ -12,8 +12,9 @@ Columns:
   block with both keys, so an image block reads back as ``{"type": "image", "text": None}``.
 * ``images``: absolute paths under ``datasets.List(datasets.Image())``: nothing is read here; a row's images
   are decoded when the trainer reads that row.
-* ``id``, ``lat``, ``lon``, ``country``, ``country_code``, ``region``, ``city``, ``solution`` (str or None), and
-  every pass-through field, all of which reach reward functions as keyword lists.
+* ``id``, ``lat``, ``lon``, ``country``, ``country_code``, ``region``, ``city``, ``solution`` (str or None),
+  ``author`` (the photographer, str or None) when any record names one, and every pass-through field, all of
+  which reach reward functions as keyword lists.
 
 Arrow needs one type per column. A pass-through field keeps its values when Arrow can give them one type
 (ints and floats mix into float; objects with different keys become one struct with the union of the keys,
@@ -144,6 +145,9 @@ def _harmonise_extras(records: Sequence[GeoRecord]) -> tuple[dict[str, list[Any]
         names.update(dict.fromkeys(record.extras))
     columns: dict[str, list[Any]] = {}
     types: dict[str, Any] = {}
+    if any(record.author is not None for record in records):  # a parsed field that passes through like the others
+        columns["author"] = [record.author for record in records]
+        types["author"] = pa.string()
     for name in names:
         if name in RESERVED_COLUMNS:
             logger.warning(

@@ -55,6 +55,7 @@ class GeoRecord:
     question: str | None = None  # human turn / ``problem``; None -> the default question
     system: str | None = None  # a system turn of ``conversations``, if any
     solution: str | None = None  # gpt turn (SFT target) or Geo-R ``solution``, as text
+    author: str | None = None  # the photographer (MP16-Pro ``AUTHOR``, a Flickr NSID, ...), when the source names one
     extras: dict[str, Any] = field(default_factory=dict)  # pass-through fields for reward functions
     layout: str = "contract"  # "contract", "vlm-r1" or "geo-r": where the coordinates came from
     source: str = ""  # "file:line" it was read from
