@@ -379,9 +379,13 @@ def test_corrupted_or_mismatched_index(built: Path, gallery: Path, tiny_model_di
     (other / "config.json").write_text(json.dumps(config))
     err = attempt(built, "--model_name_or_path", str(other))
     assert f"{other / 'config.json'} does not match" in err and "dimension: index 64, now 96" in err
-    # files of two builds mixed: embeddings of another dimension
+    # files of two builds mixed: rows of another gallery, embeddings or an index of another dimension
     mixed = tmp_path / "mixed"
     shutil.copytree(built, mixed)
+    rows_file = mixed / "rows.jsonl"
+    rows_file.write_text("".join(rows_file.read_text().splitlines(keepends=True)[:-1]))
+    assert "rows.jsonl: 19 row(s), but the manifest counts 20" in attempt(mixed)
+    shutil.copy(built / "rows.jsonl", rows_file)
     np.save(mixed / "embeddings.npy", np.zeros((N_GALLERY, 32), dtype=np.float16))
     err = attempt(mixed)
     assert "embeddings.npy: 20 x 32 float16" in err and "says 20 x 64" in err

@@ -37,7 +37,7 @@ class IndexSettings:
     nlist: int | None = None  # None: default_nlist(n)
     pq_m: int | None = None  # None: default_pq_m(d)
     pq_nbits: int | None = None  # None: default_pq_nbits(n)
-    train_size: int | None = None  # None: min(n, 256 * max(nlist, 2 ** nbits))
+    train_size: int | None = None  # None: min(n, 64 * max(nlist, 2 ** nbits))
     nprobe: int = DEFAULT_NPROBE
     seed: int = 0
 
@@ -56,7 +56,7 @@ class IndexSettings:
             raise ValueError(f"--nlist {nlist} must be between 1 and the gallery size {n}")
         if not 1 <= nbits <= 16 or 2**nbits > n:
             raise ValueError(f"--pq_nbits {nbits}: 2^nbits centroids need at least as many gallery rows ({n})")
-        train = min(n, self.train_size or 256 * max(nlist, 2**nbits))
+        train = min(n, self.train_size or 64 * max(nlist, 2**nbits))
         if train < max(nlist, 2**nbits):
             raise ValueError(f"--train_size {train} is below the {max(nlist, 2 ** nbits)} centroids to train")
         return {"type": "ivfpq", "metric": "inner_product", "nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits,

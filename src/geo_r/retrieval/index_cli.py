@@ -108,7 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="ivfpq: bytes per vector, must divide the dimension (default: largest divisor <= 64)")
     idx.add_argument("--pq_nbits", type=int, default=None, help="ivfpq: bits per code (default: 8)")
     idx.add_argument("--train_size", type=int, default=None,
-                     help="ivfpq: vectors sampled to train on (default: 256 x max(nlist, 2^nbits), at most N)")
+                     help="ivfpq: vectors sampled to train on (default: 64 x max(nlist, 2^nbits), at most N; FAISS "
+                          "wants at least 39 per list)")
     idx.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE,
                      help="ivfpq: lists a search visits, stored as retrieve's default (default: %(default)s)")
     idx.add_argument("--recall_queries", type=int, default=1000,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -166,10 +167,13 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from geo_r.retrieval.faiss_index import load_index
-    from geo_r.retrieval.gallery import read_rows
+    from geo_r.retrieval.gallery import RowTable
     from geo_r.retrieval.layout import EMBEDDINGS, MANIFEST, check_index_files, read_manifest, write_json
     from geo_r.retrieval.neighbours import summary_path
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RetrievalInputError("geo-r retrieve runs in one process (queries are few; every rank would write the "
+                                  "same --out): start it without torchrun")
     if args.k < 1:
         raise RetrievalInputError(f"--k must be >= 1, got {args.k}")
     if not 0.0 < args.near_dup_threshold <= 1.0:
@@ -179,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     folder = Path(args.index)
     manifest = read_manifest(folder)
     check_index_files(folder, manifest)
-    rows = read_rows(folder, manifest["count"])
+    rows = RowTable(folder, manifest["count"])
     records, sources = _load_queries(args)
     description = _check_encoder(args, manifest, folder / MANIFEST)
     nprobe = args.nprobe if args.nprobe is not None else manifest["index"].get("nprobe")
@@ -213,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, Any], index: Any, embeddings: Any,
-              rows: list[dict[str, Any]], manifest: dict[str, Any]) -> list[str]:
+              rows: Any, manifest: dict[str, Any]) -> list[str]:
     """Embed and search ``todo`` batch by batch, appending to ``--out``; returns the skipped queries' messages."""
     from tqdm.auto import tqdm
 
@@ -261,7 +265,7 @@ def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, 
     return skipped
 
 
-def _summary(args: argparse.Namespace, records: list[Any], rows: list[dict[str, Any]], skipped: list[str],
+def _summary(args: argparse.Namespace, records: list[Any], rows: Any, skipped: list[str],
              settings: dict[str, Any], manifest: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Counts over the whole neighbours file (earlier, resumed runs included)."""
     from geo_r.geo.distance import haversine_km
