@@ -234,7 +234,8 @@ def test_each_leakage_rule_end_to_end(built: Path, gallery: Path, tmp_path: Path
 
 def test_an_interrupted_index_continues_on_rerun(gallery: Path, tiny_model_dir: Path, built: Path,
                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import geo_r.retrieval.shards as shards
 
     real = shards.write_shard
@@ -256,6 +257,8 @@ def test_an_interrupted_index_continues_on_rerun(gallery: Path, tiny_model_dir: 
 
     # another encoder setting is refused, naming the build file and what differs
     assert cli(_index_args(tiny_model_dir, gallery, out, "--max_pixels", "20000")) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'shards' / 'build.json'}: the shards" in err and "differ: encoder" in err
     assert not (out / "manifest.json").exists()
 
     caplog.set_level("INFO")
