@@ -502,12 +502,14 @@ def test_ivfpq_recall_on_clustered_vectors() -> None:
     settings = IndexSettings("ivfpq", nlist=32, pq_m=8, nprobe=8).resolved(len(vectors), 32)
     assert settings["pq_nbits"] == 8 and settings["train_size"] == 4000
     index = build_index(vectors, settings)
-    recall = measure_recall(index, vectors, k=10, n_queries=200)
+    measured = measure_recall(index, vectors, k=10, n_queries=200)
+    recall = measured["recall_at_10"]
     queries = vectors[np.sort(np.random.default_rng(0).choice(4000, 200, replace=False))].astype(np.float32)
     _, exact = exact_search(vectors, queries, 10)
     _, found = index.search(queries, 10)
     assert recall == recall_at_k(found, exact, 10)
     assert 0.2 < recall < 1.0  # compressed: approximate, but far above chance (10 / 4000)
+    assert measured["recall_at_10_reranked"] > recall  # exact re-scoring of 10x candidates recovers most
     index.nprobe = 32  # every list: only the PQ compression is left
     assert recall_at_k(index.search(queries, 10)[1], exact, 10) >= recall
     with pytest.raises(ValueError, match="must divide"):
@@ -521,6 +523,7 @@ def test_ivfpq_index_cli_reports_recall_and_scores_exactly(built: Path, gallery:
                            "--pq_nbits", "3", "--nprobe", "2")) == 0
     info = json.loads((out / "manifest.json").read_text())["index"]
     assert info["type"] == "ivfpq" and 0.0 <= info["recall_at_10"] <= 1.0 and info["recall_queries"] == N_GALLERY
+    assert info["recall_at_10_reranked"] == 1.0  # 10 x 10 candidates of a 20-row gallery: all, re-scored exactly
     write_jsonl(tmp_path / "q.jsonl", [{"id": "q", "image": f"{N_GALLERY + 1:03d}.jpg", "lat": 0, "lon": 0}])
     assert cli(_retrieve_args(out, tmp_path / "q.jsonl", gallery / "imgs", tmp_path / "nb.jsonl", "--k", "5",
                               "--protocol", "standard")) == 0

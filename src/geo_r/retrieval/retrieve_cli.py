@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch device for the encoder; auto = cuda:LOCAL_RANK when a GPU is present, else cpu")
     parser.add_argument("--nprobe", type=int, default=None,
                         help="ivfpq: lists each search visits (default: the index's, from the manifest)")
+    parser.add_argument("--rerank_factor", type=int, default=10,
+                        help="ivfpq: take this many times the needed candidates from the compressed index and "
+                             "re-score them exactly from embeddings.npy (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=32, help="photos per encoder call (default: 32)")
     parser.add_argument("--num_workers", type=int, default=4,
                         help="threads decoding photos ahead of the encoder (default: 4)")
@@ -83,6 +86,7 @@ def _settings(args: argparse.Namespace, manifest: dict[str, Any], nprobe: int | 
         "index_fingerprint": manifest.get("build", {}).get("fingerprint"),
         "index_type": manifest["index"].get("type"),
         "nprobe": nprobe,
+        "rerank_factor": args.rerank_factor if manifest["index"].get("type") == "ivfpq" else None,
         "k": args.k,
         "protocol": args.protocol,
         "near_dup_threshold": args.near_dup_threshold,
@@ -178,8 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         raise RetrievalInputError(f"--k must be >= 1, got {args.k}")
     if not 0.0 < args.near_dup_threshold <= 1.0:
         raise RetrievalInputError(f"--near_dup_threshold must be in (0, 1], got {args.near_dup_threshold}")
-    if min(args.batch_size, args.search_batch) < 1 or args.num_workers < 0:
-        raise RetrievalInputError("--batch_size and --search_batch must be >= 1, --num_workers >= 0")
+    if min(args.batch_size, args.search_batch, args.rerank_factor) < 1 or args.num_workers < 0:
+        raise RetrievalInputError("--batch_size, --search_batch and --rerank_factor must be >= 1, --num_workers >= 0")
     folder = Path(args.index)
     manifest = read_manifest(folder)
     check_index_files(folder, manifest)
@@ -252,7 +256,8 @@ def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, 
             queries = [chunk[p] for p in embedded.positions]
             keys = [QueryKey(r.id, d, r.author) for r, d in zip(queries, embedded.digests, strict=True)]
             selections = search_queries(index, embeddings, rows, np.stack(embedded.vectors), keys, k=args.k,
-                                        protocol=args.protocol, threshold=args.near_dup_threshold, rescore=rescore)
+                                        protocol=args.protocol, threshold=args.near_dup_threshold, rescore=rescore,
+                                        rerank_factor=args.rerank_factor)
             lines = []
             for record, sel in zip(queries, selections, strict=True):
                 line: dict[str, Any] = {"id": record.id, "neighbours": [

@@ -2,9 +2,10 @@
 
 FAISS returns the ``depth`` best rows; the leakage-aware protocol may drop some of them (the query itself, the
 same photographer's shots, near-duplicates), so a query left with fewer than ``k`` rows is searched again at
-twice the depth, until ``k`` remain or the whole gallery was searched. With an approximate (IVF-PQ) index the
-candidates are re-scored exactly from the stored float16 embeddings and re-sorted, so every reported score
-is a true cosine and the near-duplicate rule compares true cosines.
+twice the depth, until ``k`` remain or the whole gallery was searched. With an approximate (IVF-PQ) index
+``rerank_factor`` times as many candidates are taken from it and re-scored exactly from the stored float16
+embeddings, then re-sorted: every reported score is a true cosine, the near-duplicate rule compares true
+cosines, and the compressed codes only have to get the true neighbours into a wider pool, not rank them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _candidates(index: Any, embeddings: np.ndarray, vectors: np.ndarray, depth: 
     """Per query, ``(row, score)`` best first (FAISS's ``-1`` padding dropped; exact scores when ``rescore``)."""
     import numpy as np
 
-    scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+    scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(depth, int(index.ntotal)))
     out = []
     for q, (s_row, i_row) in enumerate(zip(scores, ids, strict=True)):
         valid = i_row >= 0
@@ -43,15 +44,16 @@ def _candidates(index: Any, embeddings: np.ndarray, vectors: np.ndarray, depth: 
 
 def search_queries(index: Any, embeddings: np.ndarray, rows: Sequence[Mapping[str, Any]], vectors: np.ndarray,
                    keys: Sequence[QueryKey], *, k: int, protocol: str, threshold: float,
-                   rescore: bool) -> list[Selection]:
-    """One :class:`Selection` per query vector (rows of ``vectors``, L2-normalised float32)."""
+                   rescore: bool, rerank_factor: int = 1) -> list[Selection]:
+    """One :class:`Selection` per query vector (rows of ``vectors``, L2-normalised float32); with ``rescore``
+    ``rerank_factor`` x the depth is taken from the index and re-scored exactly."""
     ntotal = int(index.ntotal)
     depth = min(ntotal, k if protocol == "standard" else k + FIRST_EXTRA)
     results: list[Selection | None] = [None] * len(keys)
     todo = list(range(len(keys)))
     while todo:
         complete = depth >= ntotal
-        found = _candidates(index, embeddings, vectors[todo], depth, rescore)
+        found = _candidates(index, embeddings, vectors[todo], depth * (rerank_factor if rescore else 1), rescore)
         retry = []
         for q, candidates in zip(todo, found, strict=True):
             selection = select(keys[q], candidates, rows, k, protocol, threshold, complete)
