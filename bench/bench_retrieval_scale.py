@@ -291,6 +291,29 @@ def encoder_costs(photos: int, tmp: Path) -> list[dict[str, Any]]:
     return out
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The two tables docs/retrieval.md shows, from a result JSON."""
+    lines = ["| index | N | memory (GiB) | build (s) | query (ms/query) | recall@10 vs exact | measured |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["index"] == "ivfpq":
+            for p in r["nprobe"]:
+                rec = f"{p['recall_at_10']:.3f} codes" + (
+                    f" / {p['recall_at_10_reranked']:.3f} re-ranked" if "recall_at_10_reranked" in p else "")
+                lines.append(f"| IVF{r['nlist']},PQ{r['pq_m']} nprobe {p['nprobe']} | {r['n']:,} | {r['index_gib']:.2f} | "
+                             f"{r['build_s']:.0f} (train {r['train_s']:.0f}) | {p['query_ms']:.2f} | {rec} | yes |")
+            continue
+        rec = "1 (reference)" if r["index"] == "flat_fp32" or "note" in r and "reference" in r["note"] else (
+            f"{r['recall_at_10_vs_fp32']:.3f}" if "recall_at_10_vs_fp32" in r else "1")
+        lines.append(f"| {'exact fp32 (IndexFlatIP)' if r['index'] == 'flat_fp32' else 'exact fp16 (SQfp16)'} | "
+                     f"{r['n']:,} | {r['index_gib']:.2f} | {r['build_s']:.1f} | {r['query_ms']:.1f} | {rec} | "
+                     f"{'yes' if r['measured'] else 'extrapolated from ' + format(r['extrapolated_from_n'], ',')} |")
+    enc = ["| step | CPU s / photo (1 thread) | output |", "|---|---|---|"]
+    for e in result.get("encoders", []):
+        enc.append(f"| {e['encoder']} | {e['s_per_photo']:.3f} | {str(e['dimension']) + '-d' if 'dimension' in e else '-'} |")
+    return "\n".join(lines) + "\n\n" + "\n".join(enc) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="gallery sizes measured with all three indexes")
@@ -315,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_encoders", action="store_true", help="skip the encoder timings")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the docs tables of an existing result JSON and exit (measures nothing)")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     import faiss
     import torch
 
