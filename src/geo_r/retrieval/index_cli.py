@@ -179,6 +179,11 @@ def _run(args: argparse.Namespace) -> int:
     _check_args(args)
     ranks = rk.Ranks.from_env()
     spec = parse_encoder(args.encoder, args.model_name_or_path)
+    if spec.kind != "vision_tower":
+        unused = [f"--{name}" for name in ("model_name_or_path", "min_pixels", "max_pixels") if getattr(args, name)]
+        if unused:
+            logger.warning("%s not used by --encoder %s (its image processor sizes the photos)", ", ".join(unused),
+                           args.encoder)
     out = Path(args.output_dir)
     shard_dir = out / SHARDS
     records, sources, dropped = _load_gallery(args, ranks.is_main)
