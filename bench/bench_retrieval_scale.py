@@ -67,9 +67,11 @@ class Synthetic:
         self.d, self.spread, self.seed = d, spread, seed
         centres = rng.standard_normal((clusters, d)).astype(np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        offsets = (site_spread / np.sqrt(d)) * rng.standard_normal((clusters, sites, d)).astype(np.float32)
-        self.centres = (centres[:, None, :] + offsets).reshape(-1, d)
-        self.centres /= np.linalg.norm(self.centres, axis=1, keepdims=True)
+        if sites > 1:
+            offsets = (site_spread / np.sqrt(d)) * rng.standard_normal((clusters, sites, d)).astype(np.float32)
+            centres = (centres[:, None, :] + offsets).reshape(-1, d)
+            centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        self.centres = centres
 
     def _draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         picks = rng.integers(0, len(self.centres), n)
@@ -323,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="queries per search batch")
     parser.add_argument("--full_queries", type=int, default=50, help="queries at --full (fp16 scans are slow)")
     parser.add_argument("--clusters", type=int, default=2000, help="regions in the synthetic data")
-    parser.add_argument("--sites", type=int, default=32, help="sites per region")
+    parser.add_argument("--sites", type=int, default=1, help="sites per region (1: one level of clusters)")
     parser.add_argument("--site_spread", type=float, default=0.8, help="norm of a site's offset from its region")
-    parser.add_argument("--spread", type=float, default=0.5, help="norm of a photo's noise around its site")
+    parser.add_argument("--spread", type=float, default=0.6, help="norm of a photo's noise around its site")
     parser.add_argument("--rerank_factor", type=int, default=10, help="IVF-PQ candidates re-scored: factor x 10")
     parser.add_argument("--nlist", type=int, default=1024, help="IVF lists")
     parser.add_argument("--pq_m", type=int, default=64, help="PQ bytes per vector")
@@ -357,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     data = Synthetic(args.dim, args.clusters, args.sites, args.site_spread, args.spread, seed=0)
     result: dict[str, Any] = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "data": f"{args.clusters} regions x {args.sites} sites (offset norm {args.site_spread}) on the unit sphere, "
-                f"photos = site + noise of norm {args.spread}, L2-normalised, d={args.dim}",
+        "data": (f"{args.clusters} Gaussian clusters on the unit sphere, noise norm {args.spread}, L2-normalised, "
+                 f"d={args.dim}" if args.sites == 1 else
+                 f"{args.clusters} regions x {args.sites} sites (offset norm {args.site_spread}) on the unit sphere, "
+                 f"photos = site + noise of norm {args.spread}, L2-normalised, d={args.dim}"),
         "faiss": faiss.__version__, "threads": args.threads, "rows": [], "encoders": [],
     }
 
