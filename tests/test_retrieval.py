@@ -554,3 +554,19 @@ def test_torchrun_two_ranks_equal_one_process(built: Path, gallery: Path, tiny_m
     assert (out / "rows.jsonl").read_bytes() == (built / "rows.jsonl").read_bytes()
     np.testing.assert_allclose(np.load(out / "embeddings.npy").astype(np.float32),
                                np.load(built / "embeddings.npy").astype(np.float32), atol=1e-3)
+
+
+def test_row_table_reads_rows_lazily_and_names_a_bad_line(tmp_path: Path) -> None:
+    from geo_r.retrieval.gallery import RowTable
+    from geo_r.retrieval.layout import RetrievalInputError
+
+    rows = [{"id": f"g{i}", "lat": i, "lon": -i, "author": None} for i in range(5)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "rows.jsonl").write_text(text[:-1])  # no newline after the last row: still five rows
+    table = RowTable(tmp_path, 5)
+    assert len(table) == 5 and table[4] == rows[4] and table[0]["id"] == "g0"
+    (tmp_path / "rows.jsonl").write_text(text.replace('{"id": "g2"', '{"id": g2'))
+    with pytest.raises(RetrievalInputError, match=r"rows\.jsonl:3: invalid JSON"):
+        RowTable(tmp_path, 5)[2]
+    with pytest.raises(RetrievalInputError, match="5 row"):
+        RowTable(tmp_path, 6)
