@@ -13,6 +13,12 @@ again. On the CPU platform :func:`install_cpu_weight_sync` makes TRL's engine us
 iterator (PEFT merge, ZeRO-3 gather, name fixes unchanged), then drops the vision-encoder and prefix caches
 computed with the old weights. On a GPU nothing changes.
 
+One gap of that reload is closed here: with tied word embeddings (``tie_word_embeddings``, e.g. Qwen2.5-VL-3B and
+the tiny test models) the output head shares the embedding's weight, which the reload updates, but the head keeps
+the packed copy it made at load time (vLLM logs "ParallelLMHead: Failed to load weights" and restores the old
+kernel), so logits would still come from the old weights. Every vocabulary embedding / LM head is therefore packed
+again from its current weight after the reload.
+
 Shutdown. The colocated engine joins (or, in one process, creates) torch's process group and tears it down in a
 finaliser at exit; closing the group first, as the entrypoint does, made that finaliser fail ("Invalid process
 group specified"). :func:`close_colocated_engine` waits for every rank, then shuts the engine down first.
@@ -45,11 +51,25 @@ def _cloned(params: Iterator[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, t
         yield name, tensor.detach().clone()
 
 
+def repack_vocab_layers(model: torch.nn.Module) -> int:
+    """On vLLM's CPU build, pack every vocabulary embedding / LM head again from its current weight (a tied head's
+    packed copy is not refreshed by the reload); returns how many were packed."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, VocabParallelEmbedding) and hasattr(module, "cpu_linear"):
+            module.quant_method.process_weights_after_loading(module)
+            n += 1
+    return n
+
+
 def reload_into_engine(vllm_generation: Any) -> None:
     """Push the policy's current weights into the colocated engine with vLLM's in-place reload."""
     llm = vllm_generation.llm
     worker = llm.llm_engine.model_executor.driver_worker
     worker.reload_weights(weights_iterator=_cloned(vllm_generation._iter_named_params()), is_checkpoint_format=True)
+    repack_vocab_layers(worker.model_runner.get_model())
     llm.llm_engine.reset_encoder_cache()  # vision embeddings of the old weights must not be reused
     llm.reset_prefix_cache()
 
