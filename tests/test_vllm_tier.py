@@ -276,13 +276,14 @@ def toy_set(tmp_path_factory) -> tuple[str, str]:
 
 
 def _grpo(model: Path, toy_set: tuple[str, str], out: Path, nproc: int, port: int) -> list[dict]:
-    """Two GRPO steps with colocated vLLM rollouts; returns the step logs. Each step rolls out 2 groups of 4 per
-    process; groups of southern photos score flat (the recorder reward) and are refilled by extra rollouts."""
+    """Two GRPO steps with colocated vLLM rollouts; returns the step logs. Each step rolls out 4 groups of 4 per
+    process: 8 of the 12 photos in two steps, so at least one of the 5 southern ones, whose group scores flat (the
+    recorder reward) and is refilled by an extra rollout."""
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
     _run([*launcher, str(ENTRY), "--model_name_or_path", str(model), "--data_file_paths", toy_set[0],
           "--image_folders", toy_set[1], "--output_dir", str(out), "--max_steps", "2",
-          "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8",
+          "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "8",
           "--learning_rate", "1e-3", "--logging_steps", "1", "--max_pixels", "12544", "--min_pixels", "3136",
           "--seed", "0", "--reward_funcs", RECORDER, "--report_to", "none", "--save_strategy", "no",
           "--torch_dtype", "float32", "--use_vllm", "true", "--vllm_mode", "colocate",
@@ -303,8 +304,8 @@ def _check_colocated_run(logs: list[dict], out: Path, model: Path, blocked: list
     assert any(e["group_filter/extra_rollouts"] > 0 for e in logs), "no extra rollout was drawn"
     completions = _lines_raw(out.parent / "completions.jsonl")
     extra = sum(e["group_filter/extra_completions"] for e in logs)
-    # every rollout (2 steps x 8 rows per process), extra ones included, went through the recorder
-    assert len(completions) == 2 * 8 * nproc + extra
+    # every rollout (2 steps x 16 rows per process), extra ones included, went through the recorder
+    assert len(completions) == 2 * 16 * nproc + extra
     assert all(row for row in completions) and not any(set(row) & set(blocked) for row in completions)
     before, after = load_file(model / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
