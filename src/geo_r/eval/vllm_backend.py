@@ -101,8 +101,8 @@ def llm_kwargs(
     on_cpu: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM`` (one engine per rank, tensor parallel size 1). ``on_cpu``: vLLM's CPU
-    build, where ``dtype=None`` means float32 and the engine runs eagerly (``gpu_memory_utilization`` is then
-    unused: the KV cache takes ``VLLM_CPU_KVCACHE_SPACE`` GiB)."""
+    build, where ``dtype=None`` means float32 and the engine runs eagerly (``gpu_memory_utilization`` is then the
+    share of the machine's RAM the engine reserves, unless ``VLLM_CPU_KVCACHE_SPACE`` gives its KV cache in GiB)."""
     if not 0 < gpu_memory_utilization <= 1:
         raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     kwargs: dict[str, Any] = {
