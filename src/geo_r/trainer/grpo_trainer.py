@@ -12,7 +12,9 @@ Additions, each small:
   frozen, once per optimizer step; its pixels are processed once per step (:mod:`geo_r.trainer.vision_cache`,
   :mod:`geo_r.trainer.image_memo`; ``vision_reuse=False`` turns both off). The log shows ``vision/encodings``;
 - ``group_filter`` (DAPO's dynamic sampling): groups whose rewards all agree are dropped and replaced by groups
-  of further prompts (:mod:`geo_r.trainer.group_filter`); off by default, and then nothing changes.
+  of further prompts (:mod:`geo_r.trainer.group_filter`); off by default, and then nothing changes;
+- colocated vLLM on vLLM's CPU build gets its weights by vLLM's in-place reload (:mod:`geo_r.trainer.vllm_colocate`;
+  TRL's own sync cannot write into the CPU build's packed layers); on a GPU TRL's sync is used as is.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from geo_r.trainer.vision_cache import (
     same_weights,
     tower_is_frozen,
 )
+from geo_r.trainer.vllm_colocate import install_cpu_weight_sync
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ class GeoGRPOTrainer(GRPOTrainer):
                 training_args.generation_kwargs = {**_block_tokens_kwargs(blocked, training_args.use_vllm), **user_kwargs}
                 bound.arguments["args"] = training_args
         super().__init__(*bound.args[1:], **bound.kwargs)
+        if self.use_vllm:
+            install_cpu_weight_sync(self.vllm_generation)
         self._geo_buffers = {"train": GeoMetricsBuffer(), "eval": GeoMetricsBuffer()}
         if freeze_vision_modules:
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
