@@ -26,7 +26,6 @@ from geo_r.geo import Prediction, parse_prediction
 from geo_r.geo.candidates import Candidate, check_candidate
 from geo_r.geo.consistency import Consistency, place_matches_coordinates
 from geo_r.geo.regions import EMPTY_CHAIN, RegionChain, reverse_geocode
-from geo_r.prompts import format_coordinates
 
 MAX_ASPECT_RATIO = 200  # Qwen-VL processors refuse images whose long side is >= 200 x the short side
 MIN_SIDE = 2
@@ -87,14 +86,15 @@ def candidates_markdown(candidates: Sequence[Candidate] | None) -> str:
     if not candidates:
         return ""
     rows = [
-        f"| {k} | {format_coordinates(c.lat, c.lon)} | {_cell(' / '.join(c.chain_names()))} | {c.photos} | "
+        f"| {k} | {_cell(' / '.join(c.chain_names()))} | {c.lat:.4f}, {c.lon:.4f} | {c.photos} | "
         f"{'–' if c.score is None else f'{c.score:.2f}'} |"
         for k, c in enumerate(candidates, start=1)
     ]
     return "\n".join([
-        f"**Retrieval candidates in the prompt** ({len(candidates)})",
+        f"**Retrieval candidates in the prompt** ({len(candidates)}; photos: how many gallery photos merged into "
+        "it, sim.: the best one's cosine similarity)",
         "",
-        "| # | coordinates | place | photos | best similarity |",
+        "| # | place | lat, lon | photos | sim. |",
         "|---:|---|---|---:|---:|",
         *rows,
     ])

@@ -104,6 +104,7 @@ def build_page(engine: Engine, examples: Sequence[str] = (), examples_label: str
                 locate_btn = gr.Button("Locate", variant="primary", elem_id="geo-r-locate")
                 preview = gr.Image(label="the photo", type="filepath", interactive=False, height=260,
                                    elem_id="geo-r-preview")
+                candidates = gr.Markdown(elem_id="geo-r-candidates")
                 gallery = None
                 if examples:
                     gallery = gr.Gallery(value=list(examples), label=examples_label,
@@ -117,7 +118,6 @@ def build_page(engine: Engine, examples: Sequence[str] = (), examples_label: str
                 world = gr.HTML(pin_svg(None, None), elem_id="geo-r-map")
                 gr.Markdown(f"Map: {land_source()}, drawn locally"
                             + ("; blue squares are the retrieval candidates." if engine.candidates else "."))
-                candidates = gr.Markdown(elem_id="geo-r-candidates")
                 with gr.Accordion("prompt and generation settings", open=False):
                     prompt = gr.Textbox(label="prompt (chat template applied)", lines=6, elem_id="geo-r-prompt")
                     settings = gr.Code(label="settings", language="json", elem_id="geo-r-settings")

@@ -12,12 +12,11 @@ completion passes when, after trimming surrounding whitespace:
   as ``<country name>`` fails) and holds no coordinate pair, so the answer has exactly one pair;
 * the pair is plain decimal degrees in parentheses, latitude first (``-33.9``, not ``33.9 S``), finite
   and in range (|lat| <= 90, |lon| <= 180);
-* one more line, ``Candidate: <k>`` or ``Candidate: none``, may stand between ``City:`` and ``Coordinates:``
-  (the answer to a prompt with retrieval candidates). When the row's prompt had K >= 1 candidates (the
-  dataset's ``candidates`` column) the line is required and ``k`` must be one of 1..K: the question asked for
-  it, and a number outside the list names nothing. When the prompt had none, the line may be left out (every
-  answer that passed before still passes) and only ``Candidate: none`` is accepted. ``k`` is a plain
-  positive integer (``3``, not ``#3`` or ``03``) and ``none`` is lowercase.
+* the answer to a prompt with retrieval candidates (the row's ``candidates`` column lists K >= 1) has one more
+  line between ``City:`` and ``Coordinates:``: ``Candidate: <k>`` with k one of 1..K, or ``Candidate: none``.
+  It is required there (the question asks for it; a number outside the list names nothing), and refused
+  after a prompt without candidates, so without candidates the check is exactly what it always was. ``k`` is
+  a plain positive integer (``3``, not ``#3`` or ``03``) and ``none`` is lowercase.
 
 Example: ``render_answer("Japan", "Hokkaido", "Biei", 43.452002, 142.615358)`` scores 1.0; the same with
 ``State: Hokkaido``, with ``(243.45, 142.61)``, or with a second pair in the city line scores 0.0.
@@ -43,12 +42,12 @@ _PAIR = re.compile(r"\([ \t]*(?P<lat>" + _DECIMAL + r")[ \t]*,[ \t]*(?P<lon>" + 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
-def follows_contract(text: str, num_candidates: int | None = None) -> bool:
+def follows_contract(text: str, num_candidates: int | None = 0) -> bool:
     """True when ``text`` is exactly the answer contract (see the module docstring); never raises.
 
-    ``num_candidates``: how many retrieval candidates the prompt listed. None (not known, e.g. when choosing
-    SFT targets from a record's own answer) accepts an optional ``Candidate:`` line naming ``none`` or any
-    number; 0 accepts an optional ``Candidate: none``; K >= 1 requires ``Candidate: none`` or 1..K."""
+    ``num_candidates``: how many retrieval candidates the prompt listed. 0 (the default: no candidates)
+    refuses a ``Candidate:`` line; K >= 1 requires ``Candidate: none`` or one of 1..K; None (not known)
+    accepts the answer with or without a ``Candidate:`` line naming ``none`` or any number."""
     if not isinstance(text, str):
         return False
     s = text.strip()
@@ -66,10 +65,10 @@ def follows_contract(text: str, num_candidates: int | None = None) -> bool:
     if answer is None:
         return False
     lines = [line.strip() for line in answer.splitlines() if line.strip()]
-    if len(lines) == len(CONTRACT_LABELS) + 1:
+    if len(lines) == len(CONTRACT_LABELS) + 1 and num_candidates != 0:
         if not _valid_candidate_line(lines.pop(len(CONTRACT_LABELS) - 1), num_candidates):
             return False
-    elif num_candidates is not None and num_candidates > 0:
+    elif num_candidates:  # K >= 1 candidates and no fifth line
         return False
     if len(lines) != len(CONTRACT_LABELS):
         return False
