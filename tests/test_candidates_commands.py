@@ -144,3 +144,48 @@ def test_the_prompt_is_identical_in_the_five_commands(tiny_model_dir: Path, worl
             assert by_id[rid] == reference[rid], (command, rid)
     for text in reference.values():
         assert CANDIDATES_HEADER in text and "\n1. (" in text and "\n2. (" in text and "\n3. (" not in text
+
+
+def test_grpo_stops_before_any_model_on_a_bad_neighbours_file_or_a_reward_without_candidates(
+    world, tmp_path: Path
+) -> None:
+    from geo_r.data.candidates import NeighboursFileError
+    from geo_r.grpo.main import main as grpo_main
+
+    short = tmp_path / "short.jsonl"
+    short.write_text(world["neighbours"].read_text().splitlines()[0] + "\n", encoding="utf-8")
+    base = ["--model_name_or_path", str(tmp_path / "no_model_here"), "--data_file_paths", str(world["data"]),
+            "--image_folders", str(world["images"]), "--output_dir", str(tmp_path / "g"), "--report_to", "none"]
+    with pytest.raises(NeighboursFileError, match=f"no line for 2 of 3 photo.*{world['data']}:2"):
+        grpo_main([*base, "--candidates", str(short)])
+    with pytest.raises(SystemExit, match="--reward_funcs candidate scores the answer's 'Candidate:' line, but no"):
+        grpo_main([*base, "--reward_funcs", "format", "candidate"])
+    with pytest.raises(SystemExit, match="--num_candidates must be an integer >= 1"):
+        grpo_main([*base, "--candidates", str(world["neighbours"]), "--num_candidates", "0"])
+
+
+@pytest.mark.slow
+def test_grpo_entrypoint_trains_with_candidates_and_logs_the_candidate_reward(tiny_model_dir: Path, world,
+                                                                              tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "grpo"
+    cmd = [sys.executable, str(repo / "src" / "geo_r" / "grpo_jsonl.py"), "--model_name_or_path", str(tiny_model_dir),
+           *_flags(world), "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+           "--num_generations", "4", "--max_completion_length", "16", "--learning_rate", "1e-3",
+           "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no", "--seed", "0",
+           "--reward_funcs", "format", "distance", "region", "candidate",
+           f"{repo / 'tests' / 'rewards_for_tests.py'}:length_reward", *PIXELS]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(repo / "src"))
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert "candidates from" in proc.stderr and "3 of 3 record(s) got 6 candidate(s)" in proc.stderr
+    logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert logs and all("rewards/candidate/mean" in e for e in logs)
+    # a random model writes no Candidate line: 0, never None (NaN) on rows that have candidates
+    assert all(e["rewards/candidate/mean"] == 0.0 for e in logs)
+    assert all(e["rewards/format/mean"] == 0.0 for e in logs)

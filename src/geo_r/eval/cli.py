@@ -21,6 +21,12 @@ one (each reported side by side; the first is the headline; D/confidence.png plo
 
   geo-r eval ... --num_samples 8 --temperature 0.7 --aggregate greedy,medoid,vote --abstain_km 200
 
+Retrieval candidates (--candidates NEIGHBOURS.jsonl, written by geo-r retrieve): each photo's candidates are
+listed in its prompt, and metrics.json / report.md add retrieval top-1 and candidate-oracle accuracy (no model)
+and how often the answers named a candidate, named the best one, or ignored a correct one:
+
+  geo-r eval ... --candidates neighbours.jsonl --num_candidates 10 --candidate_radius_km 1
+
 Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
 reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 """
