@@ -204,20 +204,21 @@ def cluster_neighbours(
         return []
     order = sorted(range(len(neighbours)), key=lambda i: -neighbours[i].score)  # stable: ties keep file order
     xyz = _unit(np.array([n.lat for n in neighbours]), np.array([n.lon for n in neighbours]))
-    # Compare chord lengths: a chord of c on the unit sphere is 2 R asin(c / 2) km of great circle.
-    max_chord = 2.0 * math.sin(min(radius_km / EARTH_RADIUS_KM, math.pi) / 2.0)
+    # Squared chord lengths between all pairs, computed once: a chord of c on the unit sphere is 2 R asin(c / 2)
+    # km of great circle. The greedy pass below then only compares numbers (no numpy call per neighbour).
+    d2 = (np.square(xyz[:, None, :] - xyz[None, :, :]).sum(axis=-1)).tolist()
+    max_d2 = (2.0 * math.sin(min(radius_km / EARTH_RADIUS_KM, math.pi) / 2.0)) ** 2
     seeds: list[int] = []
-    seed_xyz = np.empty((num_candidates, 3))
     photos: list[int] = []
     for i in order:
-        if seeds:
-            chords = np.linalg.norm(seed_xyz[: len(seeds)] - xyz[i], axis=1)
-            j = int(np.argmin(chords))
-            if chords[j] <= max_chord:
-                photos[j] += 1
-                continue
-        if len(seeds) < num_candidates:
-            seed_xyz[len(seeds)] = xyz[i]
+        row = d2[i]
+        best, nearest = max_d2, -1
+        for j, seed in enumerate(seeds):
+            if row[seed] <= best and (nearest < 0 or row[seed] < best):
+                best, nearest = row[seed], j
+        if nearest >= 0:
+            photos[nearest] += 1
+        elif len(seeds) < num_candidates:
             seeds.append(i)
             photos.append(1)
     return [
