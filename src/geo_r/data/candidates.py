@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +133,16 @@ def _problem(obj: object) -> tuple[str | None, list[Neighbour] | None, str | Non
 
 
 def read_neighbours(
-    path: str | os.PathLike[str], ids: Iterable[str] | None = None
-) -> tuple[dict[str, list[Neighbour]], int]:
+    path: str | os.PathLike[str],
+    ids: Iterable[str] | None = None,
+    reduce: Callable[[list[Neighbour]], Any] | None = None,
+) -> tuple[dict[str, Any], int]:
     """``({id: neighbours}, lines read)`` of a neighbours file, keeping only ``ids`` (every id when None).
 
-    Every line is checked; bad lines (not JSON, no id, a neighbour without valid lat/lon or finite score)
-    and a wanted id on two lines raise one :class:`NeighboursFileError` that lists them with ``file:line``.
+    ``reduce`` turns each kept line's neighbours into what is stored instead (e.g. its clustered candidates), so
+    a large file is never held whole. Every line is checked; bad lines (not JSON, no id, a neighbour without
+    valid lat/lon or finite score) and a wanted id on two lines raise one :class:`NeighboursFileError` that
+    lists them with ``file:line``.
     """
     p = Path(path)
     if not p.is_file():
@@ -176,7 +180,7 @@ def read_neighbours(
                 if qid in found:
                     report(f"{p}:{line_no}: id {qid!r} is also on line {first_line[qid]}; keep one line per photo")
                     continue
-                found[qid] = neighbours
+                found[qid] = neighbours if reduce is None else reduce(neighbours)
                 first_line[qid] = line_no
     except OSError as exc:
         raise NeighboursFileError(f"--candidates {p}: cannot read it ({exc})") from exc
@@ -227,7 +231,13 @@ def attach_candidates(
     the record's ``file:line``), ValueError for bad options. Logs :meth:`CandidateReport.summary`.
     """
     check_candidate_options(num_candidates, radius_km)
-    table, lines = read_neighbours(path, {r.id for r in records})
+    counted = [0]
+
+    def cluster(neighbours: list[Neighbour]) -> list[Candidate]:
+        counted[0] += len(neighbours)
+        return cluster_neighbours(neighbours, num_candidates, radius_km)
+
+    table, lines = read_neighbours(path, {r.id for r in records}, reduce=cluster)
     missing = [r for r in records if r.id not in table]
     if missing:
         first = missing[0]
@@ -238,8 +248,9 @@ def attach_candidates(
             "geo-r retrieve on the same --data_file_paths, or drop --candidates."
         )
     report = CandidateReport(str(path), num_candidates, radius_km, records=len(records), lines_read=lines)
-    lists = [table[r.id] for r in records]
-    for record, candidates in zip(records, candidates_for(lists, num_candidates, radius_km), strict=True):
+    named = fill_chains([table[r.id] for r in records])
+    del table
+    for record, candidates in zip(records, named, strict=True):
         if record.candidates:
             report.replaced_own += 1
         record.candidates = candidates
@@ -247,7 +258,7 @@ def attach_candidates(
         report.with_candidates += bool(candidates)
         if not candidates and len(report.empty) < 5:
             report.empty.append(record.id)
-    report.neighbours = sum(len(ns) for ns in lists)
+    report.neighbours = counted[0]
     logger.info("%s", report.summary())
     return report
 
