@@ -106,6 +106,24 @@ def test_without_a_model_or_demo_it_says_how_to_get_one(tmp_path: Path, monkeypa
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_candidates_need_examples_and_a_line_for_each(tmp_path: Path, monkeypatch, capsys) -> None:
+    from geo_r.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    jsonl = write_toy_dataset(tmp_path / "toy", n=3)
+    first = json.loads(jsonl.read_text().splitlines()[0])
+    short = tmp_path / "neighbours.jsonl"
+    short.write_text(json.dumps({"id": first["id"], "neighbours": []}) + "\n", encoding="utf-8")
+    model = tmp_path / "model"  # never loaded: the candidates are checked first
+    model.mkdir()
+    assert main(["app", "--model_name_or_path", str(model), "--candidates", str(short)]) == 1
+    assert "pass --examples FILE.jsonl" in capsys.readouterr().err
+    assert main(["app", "--model_name_or_path", str(model), "--candidates", str(short), "--examples", str(jsonl),
+                 "--example_images", str(jsonl.parent / "images")]) == 1
+    err = capsys.readouterr().err
+    assert "no line for 2 of 3 photo(s)" in err and str(short) in err and f"{jsonl}:2" in err
+
+
 def test_default_model_is_the_demo_grpo_checkpoint_with_its_settings(tmp_path: Path, monkeypatch) -> None:
     import argparse
 
