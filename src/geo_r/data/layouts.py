@@ -11,7 +11,9 @@ Three layouts are accepted, told apart per record by where the true coordinates 
 
 In every layout the human turn (else ``problem``) is the question, and the gpt turn (else ``solution`` as
 text) is kept as ``solution``, the SFT target. An optional ``author`` (the photographer; a string or an
-integer user id) is kept as the record's ``author``. Numbers are read with a regex or ``json``, never evaluated.
+integer user id) is kept as the record's ``author``, an optional ``candidates`` list (retrieval candidates, see
+:func:`geo_r.geo.candidates.parse_candidates`) as ``record.candidates``. Numbers are read with a regex or
+``json``, never evaluated.
 Problems come back as ``(kind, message)`` pairs; the caller adds the file and line.
 """
 
@@ -33,7 +35,8 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _NUMBER_RE = re.compile(rf"\s*({_NUMBER})\s*")
 _PAIR_RE = re.compile(rf"\s*[\[(]\s*({_NUMBER})\s*,\s*({_NUMBER})\s*[\])]\s*")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-_CONSUMED = frozenset({"id", "lat", "lon", *CHAIN_FIELDS, "author", "conversations", "problem", "solution"})
+_CONSUMED = frozenset({"id", "lat", "lon", *CHAIN_FIELDS, "author", "conversations", "problem", "solution",
+                       "candidates"})
 
 
 @dataclass(slots=True)  # not frozen: one is made per record, and frozen __init__ is several times slower
@@ -90,6 +93,7 @@ def parse_record(value: Any, ctx: RecordContext) -> tuple[GeoRecord | None, list
         lat, lon = _coordinates_from_answer(gpt, chain, problems)
     record_id = _record_id(value, ctx.default_id, problems)
     author = _author(value, problems)
+    candidates = _candidates(value.get("candidates"), problems)
     if problems:
         return None, problems, images or []
     assert images is not None and lat is not None and lon is not None and record_id is not None
@@ -109,6 +113,7 @@ def parse_record(value: Any, ctx: RecordContext) -> tuple[GeoRecord | None, list
         extras=extras,
         layout=layout,
         source=ctx.source,
+        candidates=candidates,
         **chain,
     )
     return record, [], images
@@ -346,6 +351,19 @@ def _coordinates_from_answer(
     lat = check_coordinate("answer latitude", pred.lat, 90.0, problems)
     lon = check_coordinate("answer longitude", pred.lon, 180.0, problems)
     return lat, lon
+
+
+def _candidates(raw: Any, problems: list[Finding]) -> tuple[Any, ...] | None:
+    """A record's own ``candidates`` field (None when absent or null)."""
+    if raw is None:
+        return None
+    from geo_r.geo.candidates import parse_candidates
+
+    try:
+        return parse_candidates(raw)
+    except ValueError as exc:
+        problems.append((k.BAD_FIELD, str(exc)))
+        return None
 
 
 def _record_id(value: dict[str, Any], default: str, problems: list[Finding]) -> str | None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from geo_r.data.candidates import CANDIDATES_HELP, NUM_CANDIDATES_HELP, RADIUS_HELP
 from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from geo_r.geo.candidates import DEFAULT_NUM_CANDIDATES, DEFAULT_RADIUS_KM
 from geo_r.models.arguments import GeoModelArguments
 
 __all__ = ["GeoModelArguments", "GeoScriptArguments", "VLMR1CompatArguments"]
@@ -66,7 +68,8 @@ class GeoScriptArguments:
         default_factory=lambda: list(DEFAULT_REWARD_FUNCS),
         metadata={
             "help": "Reward functions by name, from geo_r.rewards.REWARD_FUNCS: format, distance (aliases accuracy, "
-            "haversine), region, geo_r_paper. Weighted with --reward_weights; each is logged as "
+            "haversine), region, geo_r_paper, candidate (the answer's 'Candidate: k' line; needs --candidates or "
+            "records with a 'candidates' field). Weighted with --reward_weights; each is logged as "
             "rewards/<name>/mean."
         },
     )
@@ -97,6 +100,9 @@ class GeoScriptArguments:
             "checks."
         },
     )
+    candidates: str | None = field(default=None, metadata={"help": CANDIDATES_HELP})
+    num_candidates: int = field(default=DEFAULT_NUM_CANDIDATES, metadata={"help": NUM_CANDIDATES_HELP})
+    candidate_radius_km: float = field(default=DEFAULT_RADIUS_KM, metadata={"help": RADIUS_HELP})
     skip_invalid: bool = field(
         default=False,
         metadata={

@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
     from geo_r.data import build_grpo_dataset, load_records, split_dataset
+    from geo_r.data.candidates import attach_from_args, check_candidate_options, check_candidate_reward
     from geo_r.data.mixture import is_mixture_config, load_mixture
     from geo_r.data.skip_images import skip_unreadable_images
     from geo_r.grpo.compat import reconcile
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         group_filter = GroupFilterConfig(script.group_filter, script.group_filter_tol, script.group_filter_max_tries)
+        check_candidate_options(script.num_candidates, script.candidate_radius_km)
     except ValueError as exc:
         raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     for note in reconcile(script, model_args, compat, training):
@@ -155,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             check_images=check_images,
             derive_chains=script.derive_chains,
         )
+    # Retrieval candidates (--candidates): into each prompt, and the 'candidates' column the rewards read.
+    attach_from_args(records, script)
+    check_candidate_reward(records, [f.__name__ for f in reward_funcs], "grpo_jsonl.py")
     for rec in records[: script.log_ground_truth]:
         logger.info(
             "ground truth %s: lat=%s lon=%s country=%s region=%s city=%s",

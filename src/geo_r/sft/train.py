@@ -107,6 +107,7 @@ def build_sft_trainer(
     from trl import SFTTrainer
 
     from geo_r.data import load_records, split_dataset
+    from geo_r.data.candidates import attach_from_args, check_candidate_options
     from geo_r.data.skip_images import skip_unreadable_images
     from geo_r.models.loading import (
         freeze_vision_tower,
@@ -123,6 +124,10 @@ def build_sft_trainer(
         raise SFTSetupError("--data_file_paths is required (a.jsonl:b.jsonl)")
     if not model_args.model_name_or_path:
         raise SFTSetupError("--model_name_or_path is required")
+    try:
+        check_candidate_options(script.num_candidates, script.candidate_radius_km)
+    except ValueError as exc:
+        raise SFTSetupError(str(exc)) from None
     if getattr(training, "assistant_only_loss", False):
         logger.warning(
             "--assistant_only_loss: the SFT rows are prompt-completion, so the loss already falls on the assistant "
@@ -141,6 +146,7 @@ def build_sft_trainer(
         check_images=script.check_images and (script.skip_invalid or training.local_process_index == 0),
         derive_chains=script.derive_chains,
     )
+    attach_from_args(records, script)  # --candidates: retrieval candidates in the prompt and the targets
     examples, report = build_sft_examples(
         records, script.question, script.target, replace_questions=script.replace_questions
     )
