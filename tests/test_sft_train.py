@@ -58,9 +58,9 @@ def _configs(model_dir, toy, out, **training):
 
     data, images = toy
     lora = training.pop("lora", False)
-    script = SFTScriptArguments(data_file_paths=str(data), image_folders=str(images), **PIXELS)
-    model_args = GeoModelArguments(model_name_or_path=str(model_dir), use_peft=lora, lora_r=4, lora_alpha=8,
-                                   freeze_vision_modules=True)
+    script = SFTScriptArguments(data_file_paths=str(data), image_folders=str(images), freeze_vision_modules=True,
+                                **PIXELS)
+    model_args = GeoModelArguments(model_name_or_path=str(model_dir), use_peft=lora, lora_r=4, lora_alpha=8)
     defaults = dict(output_dir=str(out), per_device_train_batch_size=4, per_device_eval_batch_size=8, bf16=False,
                     use_cpu=True, report_to="none", save_strategy="no", seed=0, logging_steps=5)
     return script, model_args, SFTConfig(**{**defaults, **training})

@@ -59,30 +59,30 @@ def _recorder_class():
 
 
 def _train(model_dir, toy_set, out, reuse, *, family_pixels=(3136, 12544), steps=2, multi_image=False,
-           lora=False, freeze=True, beta=0.04, **config):
-    from trl import GRPOConfig
-
+           lora=False, freeze=True, beta=0.04, dtype=torch.float32, **config):
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.models.arguments import GeoModelArguments
     from geo_r.models.loading import load_model
     from geo_r.models.lora import build_lora_config
     from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
 
     records, _ = load_records(*toy_set)
     if multi_image:
         # two photos per row, the first photo shared by every row: repeats across rows, not only within groups
         records = [dataclasses.replace(r, images=[*r.images, records[0].images[0]]) for r in records]
-    model = load_model(model_dir, dtype=torch.float32, attn_implementation="eager")
-    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, num_generations=4,
-                      max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
-                      use_cpu=True, save_strategy="no", seed=0, beta=beta, **config)
+    model = load_model(model_dir, dtype=dtype, attn_implementation="eager")
+    args = GeoGRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, num_generations=4,
+                         max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
+                         use_cpu=True, save_strategy="no", seed=0, beta=beta, freeze_vision_modules=freeze,
+                         vision_reuse=reuse, **config)
     peft = build_lora_config(GeoModelArguments(use_peft=True, lora_r=4, lora_alpha=8)) if lora else None
     trainer = _recorder_class()(
         model=model, args=args, train_dataset=build_grpo_dataset(records),
         reward_funcs=get_reward_funcs(["format", LENGTH_REWARD]),
         processing_class=load_processor(model_dir, min_pixels=family_pixels[0], max_pixels=family_pixels[1]),
-        peft_config=peft, freeze_vision_modules=freeze, vision_reuse=reuse,
+        peft_config=peft,
     )
     if not freeze:
         trainer.add_callback(_VisionGrads(trainer))
@@ -143,12 +143,13 @@ def test_frozen_tower_with_reference_model_is_exact(tiny_model_builder, toy_set,
     assert [e["vision/images_processed"] for e in logs] == [2.0, 2.0]
     assert [e["vision/images_decoded"] for e in logs] == [2.0, 2.0]
     assert all(e["vision/cache_peak_mb"] > 0 for e in logs)
+    assert not any("vision/seconds" in e for e in logs), "timed (device-synchronising) only with vision_timing"
     assert not [e for e in off.state.log_history if "vision/encodings" in e]
 
 
 def test_lora_multi_image_and_old_logps_are_exact(tiny_model_dir, toy_set, tmp_path):
     # steps_per_generation 2: old log-probs are computed, and step 2 reuses step 1's rollout but not its encodings
-    kw = dict(lora=True, multi_image=True, steps_per_generation=2, steps=2)
+    kw = dict(lora=True, multi_image=True, steps_per_generation=2, steps=2, vision_timing=True)
     on = _train(tiny_model_dir, toy_set, tmp_path / "on", True, **kw)
     off = _train(tiny_model_dir, toy_set, tmp_path / "off", False, **kw)
     assert on.record["old"] and on.record["ref"]
@@ -158,6 +159,7 @@ def test_lora_multi_image_and_old_logps_are_exact(tiny_model_dir, toy_set, tmp_p
     first, second = logs
     assert first["vision/images"] == 112 and first["vision/encodings"] <= 5 and first["vision/cache_hits"] > 0
     assert second["vision/images"] == 16 and second["vision/cache_hits"] == 0 and 2 <= second["vision/encodings"] <= 5
+    assert first["vision/seconds"] > 0 and second["vision/seconds"] > 0  # --vision_timing true
 
 
 def test_trained_tower_dedups_and_trains_the_same(tiny_model_dir, toy_set, tmp_path):

@@ -161,7 +161,7 @@ def build_sft_trainer(
         dtype=resolve_dtype(model_args.dtype, bf16=bool(training.bf16), fp16=bool(training.fp16)),
         attn_implementation=resolve_attn_implementation(model_args.attn_implementation),
     )
-    if model_args.freeze_vision_modules:
+    if script.freeze_vision_modules:
         logger.info("froze the vision tower: %d parameters", freeze_vision_tower(model))
     trainer = SFTTrainer(
         model=model,
