@@ -22,6 +22,7 @@ from geo_r.trainer.group_filter import (
     rollout_seed,
     select_rows,
 )
+from zero3_cpu import require_zero3_on_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "src" / "geo_r" / "grpo_jsonl.py"
@@ -292,10 +293,8 @@ def test_refill_stops_at_the_limit_and_masks_the_rest(tiny_model_dir, toy_set, t
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_torchrun_two_processes_with_the_filter(tiny_model_dir, toy_set, tmp_path, free_port, backend):
-    import shutil
-
-    if backend == "zero3" and shutil.which("g++") is None:
-        pytest.skip("DeepSpeed's CPU comm op is compiled with g++ on first use")
+    if backend == "zero3":
+        require_zero3_on_cpu()
     data, images = toy_set
     extra = []
     if backend == "zero3":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,7 +201,7 @@ def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path,
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_deepspeed_zero3_with_reference_model(tiny_model_dir, toy_sets, tmp_path, free_port):
     """ZeRO-3 really partitions (persistence thresholds 0) and beta > 0 loads a reference model: VLM-R1 crashes here."""
     data, images = toy_sets

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -385,7 +384,7 @@ GRPO_ARGS = ["--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_model_dir, toy_data, tmp_path):
     """The issue's must-show, through run_scripts/run_grpo_multinode.sh on 2 "nodes" (ZeRO-3 on CPU):
     an uninterrupted run; then a run whose training process freezes (SIGSTOP) after checkpoint-2 on the node that

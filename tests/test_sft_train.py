@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -219,7 +218,7 @@ def test_cli_help_lists_geo_and_trl_flags_and_bad_data_is_reported(tmp_path, cap
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_path, free_port):
     """The GRPO ZeRO-3 config (partitioning forced on the tiny model) under torchrun; the gathered save is whole."""
     cfg = json.loads((REPO / "local_scripts" / "zero3.json").read_text())

@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from geo_r.trainer import trl_contract
-from geo_r.trainer.group_filter import ROLLOUT_KEYS, flat_groups, loss_token_count, select_rows, weighted_total
+from geo_r.trainer.group_filter import (
+    ROLLOUT_KEYS,
+    flat_groups,
+    loss_token_count,
+    select_rows,
+    weighted_total,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTH_REWARD = f"{REPO / 'tests' / 'rewards_for_tests.py'}:length_reward"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,7 +275,7 @@ def test_torchrun_two_processes_exact(tiny_model_dir, toy_set, tmp_path, free_po
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_deepspeed_zero3_two_processes_exact(tiny_model_dir, toy_set, tmp_path, free_port):
     cfg = json.loads((REPO / "local_scripts" / "zero3.json").read_text())
     cfg["zero_optimization"].update(stage3_param_persistence_threshold=0, stage3_model_persistence_threshold=0)
