@@ -16,7 +16,7 @@
 #   bash run_scripts/run_tests.sh -k rewards -x   arguments go to pytest; then only the main tier runs
 #   GEO_R_TEST_TIERS=main,gpu bash run_scripts/run_tests.sh   choose tiers (main, gpu, sft)
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # This checkout's code in every tier and subprocess, whichever checkout an environment's editable install points to.

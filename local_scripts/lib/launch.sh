@@ -1,4 +1,5 @@
-# Sourced by the launchers in run_scripts/ after env.sh: one set of multi-node defaults and helpers for all of them.
+# Sourced by the launchers in run_scripts/ after env.sh (which brings defaults.sh): the multi-node settings and
+# helpers all of them share.
 #   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT  where this node sits (NODE_RANK 0 is MASTER_ADDR's node)
 #   NPROC_PER_NODE   processes per node (one per GPU; default: the GPUs torch sees, 1 without GPUs)
 #   RDZV_BACKEND     c10d (default): torchrun's rendezvous at MASTER_ADDR:MASTER_PORT, RDZV_ID its job id; node
@@ -9,16 +10,16 @@
 NNODES="${NNODES:-1}"
 NODE_RANK="${NODE_RANK:-0}"
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
+MASTER_PORT="${MASTER_PORT:-$GEO_R_DEFAULT_MASTER_PORT}"
 RDZV_BACKEND="${RDZV_BACKEND:-c10d}"
 RDZV_ID="${RDZV_ID:-geo-r}"
-DIST_TIMEOUT="${DIST_TIMEOUT:-1800}"
+DIST_TIMEOUT="${DIST_TIMEOUT:-$GEO_R_DEFAULT_DIST_TIMEOUT}"
 if [[ -z "${NPROC_PER_NODE:-}" ]]; then
   NPROC_PER_NODE="$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null || echo 1)"
 fi
 export NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE RDZV_BACKEND RDZV_ID DIST_TIMEOUT
 # torchrun's worker watchdog: Geo-R's heartbeat renews a timer with this node's agent, which kills a frozen
-# process once DIST_TIMEOUT has passed (geo_r/runtime/heartbeat.py), so a frozen node ends its part of the job.
+# process once DIST_TIMEOUT has passed (src/geo_r/runtime/heartbeat.py), so a frozen node ends its part of the job.
 export TORCHELASTIC_ENABLE_FILE_TIMER="${TORCHELASTIC_ENABLE_FILE_TIMER:-1}"
 
 # torchrun's node arguments for this node, in the array TORCHRUN_NODE_ARGS.
