@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 import zero3_cpu
 
 REPO = Path(__file__).resolve().parents[1]
