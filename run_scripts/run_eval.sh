@@ -69,7 +69,7 @@ flags=(
 echo "Geo-R eval: $RUN_NAME | $BACKEND x $NNODES node(s) x $NPROC_PER_NODE process(es) | data $DATA_PATHS | output $OUTPUT_DIR"
 geo_r_batch_plan eval "${flags[@]}" "$@"
 if [[ "$NNODES" -gt 1 || "$NPROC_PER_NODE" -gt 1 ]]; then
-  geo_r_torchrun_node_args
+  geo_r_torchrun_node_args "$OUTPUT_DIR"
   torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.cli eval "${flags[@]}" "$@"
 else
   python -m geo_r.cli eval "${flags[@]}" "$@"

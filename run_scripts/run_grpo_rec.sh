@@ -60,9 +60,9 @@ flags=(
   --deepspeed "$DEEPSPEED_CONFIG"
   "$@"
 )
-geo_r_torchrun_node_args
+geo_r_torchrun_node_args "$OUTPUT_DIR"
 echo "Geo-R GRPO: $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | $DEEPSPEED_CONFIG"
-echo "data: $DATA_PATHS | images: $IMAGE_FOLDERS | output: $OUTPUT_DIR | node $NODE_RANK of $NNODES, $RDZV_BACKEND rendezvous at $MASTER_ADDR:$MASTER_PORT"
+echo "data: $DATA_PATHS | images: $IMAGE_FOLDERS | output: $OUTPUT_DIR | node $NODE_RANK of $NNODES, $RDZV_BACKEND rendezvous at $MASTER_ADDR:$MASTER_PORT, max restarts $MAX_RESTARTS"
 geo_r_batch_plan grpo "${flags[@]}"
 mkdir -p "$OUTPUT_DIR"
 

@@ -76,7 +76,7 @@ if [[ "$BUILTIN" == 1 ]]; then
     "${extra[@]}"
     "$@"
   )
-  geo_r_torchrun_node_args
+  geo_r_torchrun_node_args "$OUTPUT_DIR"
   echo "Geo-R built-in SFT ($FINETUNING): $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | deepspeed: ${DEEPSPEED_CONFIG:-none}"
   geo_r_batch_plan sft "${flags[@]}"
   torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.sft.train "${flags[@]}"

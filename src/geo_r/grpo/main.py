@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:  # a value out of range (GeoGRPOConfig / GRPOConfig checks): said, no traceback
         raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     _setup_logging(training)
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
@@ -195,8 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if stop.stopped_at is None:
             trainer.save_model(training.output_dir)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     if stop.stopped_at is None:
         trainer.save_state()

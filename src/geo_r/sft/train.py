@@ -215,7 +215,7 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
     from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
     from geo_r.runtime.preemption import StopRequestCallback
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="SFT training")
@@ -234,8 +234,7 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
     try:
         trainer.train(resume_from_checkpoint=resume)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     out = Path(training.output_dir)
     if stop.stopped_at is None:
