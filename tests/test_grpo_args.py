@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +173,18 @@ def test_help_documents_every_vlmr1_flag():
     for flag in flags:
         assert flag in out, f"{flag} missing from --help"
     assert "never truncated" in out  # the reason --max_prompt_length is ignored is in the help itself
+
+
+def test_geo_r_grpo_is_the_entrypoint_run():
+    """``geo-r grpo`` takes the same flags as ``grpo_jsonl.py`` (one parser: the help texts are the same)."""
+    def options(cmd):
+        out = subprocess.run([sys.executable, *cmd, "--help"], capture_output=True, text=True, timeout=300,
+                             check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+        return sorted(set(re.findall(r"--[a-z][a-z0-9_]+", out)))
+
+    entry = options([str(REPO / "src/geo_r/grpo_jsonl.py")])
+    assert options(["-m", "geo_r.cli", "grpo"]) == entry
+    assert "--vision_reuse" in entry and "--group_filter" in entry
 
 
 def test_old_trainer_flags_are_renamed_or_explained():
