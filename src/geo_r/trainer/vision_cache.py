@@ -7,14 +7,17 @@ vision tower once per copy per pass. :func:`install_vision_reuse` wraps the ``fo
 
 * within one call, photos with identical pixels and grid are encoded once and their outputs are copied to every
   occurrence with ``index_select`` (autograd follows it, so a trained tower gets the summed gradient of its
-  copies, as it would from separate encodings);
+  copies: equal in exact arithmetic to separate encodings, summed in another order, so not bit for bit in
+  floating point);
 * while the tower is frozen (no parameter requires grad), the outputs are kept in a per-step cache keyed by
   content (a device-side fingerprint, confirmed by ``torch.equal`` on the pixels) and reused by later passes of
   the same step, including the reference model's when its tower is the same module or holds equal weights. The
   trainer clears it at every optimizer step; its size is bounded (``max_bytes``) and reported.
 
 Exactness: the tower attends within each image only (``cu_seqlens``), so an image's output does not depend on
-what else is in the call; outputs are reused only under the same autocast state. Under DeepSpeed ZeRO-3 every
+what else is in the call; outputs are reused only under the same autocast state. With a frozen tower the results
+are bit for bit those without reuse; with a trained one the tower's gradient differs by rounding (measured and
+bounded in tests/test_vision_reuse_train.py; docs/training.md). Under DeepSpeed ZeRO-3 every
 rank must run the partitioned tower the same number of times, so a rank whose call is served wholly from the
 cache runs a 4-patch dummy encoding when any other rank encodes (:func:`_ranks_encoding`).
 """
