@@ -38,6 +38,12 @@ geo_r_torchrun_node_args() {
     return 2
   fi
   TORCHRUN_NODE_ARGS=(--nproc_per_node="$NPROC_PER_NODE" --nnodes="$NNODES" --max-restarts="$MAX_RESTARTS")
+  if (( MAX_RESTARTS > 0 )); then
+    # torchrun's c10d rendezvous shares one store server across rounds by default, and the restarted workers then
+    # read the dead workers' process-group keys from it and hang connecting to them (measured: torch 2.13, gloo).
+    # torch's own opt-out gives every round a fresh store (hosted by the round's rank 0 worker).
+    export TORCH_DISABLE_SHARE_RDZV_TCP_STORE="${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}"
+  fi
   if (( GEO_R_GPUS > 0 )); then
     # torch's own watchdog on NCCL (teardown on a timed-out collective is torch's default, 3) plus its flight
     # recorder: the last 2000 collectives of each rank, dumped when the watchdog fires. Any value already set wins.
