@@ -240,3 +240,74 @@ def test_vision_tokens_are_blocked_when_trl_loads_the_processor_itself(tiny_mode
     assert len(expected) > 1
     assert expected <= set(trainer.generation_kwargs["suppress_tokens"])
     assert expected <= set(trainer.generation_config.suppress_tokens)
+
+
+def _recording(base):
+    """A subclass of ``base`` that keeps each step's completions, reference log-probs and loss."""
+
+    class Recording(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.record = {"completion_ids": [], "ref": [], "loss": []}
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            self.record["completion_ids"].append(out["completion_ids"].clone())
+            self.record["ref"].append(out["ref_per_token_logps"].clone())
+            return out
+
+        def _compute_loss(self, model, inputs):
+            loss = super()._compute_loss(model, inputs)
+            self.record["loss"].append(loss.detach().clone())
+            return loss
+
+    return Recording
+
+
+@pytest.mark.slow
+def test_geo_trainer_trains_as_stock_trl_bit_for_bit(tiny_model_dir, toy_set, tmp_path):
+    """Group filter off, vision reuse on with a frozen tower: the same completions, reference log-probs, losses,
+    rewards and trained weights as TRL's own GRPOTrainer (given the same vision-token block), bit for bit."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from geo_r.data import build_grpo_dataset, load_records
+    from geo_r.models.loading import freeze_vision_tower, load_model
+    from geo_r.models.processor import load_processor, vision_special_token_ids
+    from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
+    from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+
+    records, _ = load_records(*toy_set)
+    processor = load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544)
+    common = dict(max_steps=2, per_device_train_batch_size=8, num_generations=4, max_completion_length=8,
+                  learning_rate=1e-3, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
+                  save_strategy="no", seed=0, beta=0.04,
+                  generation_kwargs={"suppress_tokens": vision_special_token_ids(processor)})
+    runs = {}
+    for name, cls, config in (
+        ("stock", GRPOTrainer, GRPOConfig(output_dir=str(tmp_path / "stock"), **common)),
+        ("geo", GeoGRPOTrainer, GeoGRPOConfig(output_dir=str(tmp_path / "geo"), freeze_vision_modules=True,
+                                              vision_reuse=True, group_filter="none", **common)),
+    ):
+        model = load_model(tiny_model_dir, dtype=torch.float32, attn_implementation="eager")
+        if name == "stock":
+            freeze_vision_tower(model)
+        trainer = _recording(cls)(model=model, args=config, train_dataset=build_grpo_dataset(records),
+                                  reward_funcs=get_reward_funcs(["format", LENGTH_REWARD]), processing_class=processor)
+        trainer.train()
+        runs[name] = trainer
+    stock, geo = runs["stock"], runs["geo"]
+    assert geo._vision_cache is not None and not geo._group_filter.enabled
+    for key in ("completion_ids", "ref", "loss"):
+        assert len(stock.record[key]) == len(geo.record[key]) == 2
+        for a, b in zip(stock.record[key], geo.record[key], strict=True):
+            assert torch.equal(a, b), key
+    logs = {n: [e for e in t.state.log_history if "reward" in e] for n, t in runs.items()}
+    for a, b in zip(logs["stock"], logs["geo"], strict=True):
+        for key in ["reward", "loss", "kl", *(k for k in a if k.startswith("rewards/"))]:
+            assert a[key] == b[key], key
+    weights = dict(stock.model.named_parameters())
+    for name, p in geo.model.named_parameters():
+        assert torch.equal(p, weights[name]), name
+    encodings = [e["vision/encodings"] for e in geo.state.log_history if "vision/encodings" in e]
+    assert encodings == [2.0, 2.0], "reuse engaged: 2 photos encoded per step instead of 24"
