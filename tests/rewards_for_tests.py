@@ -46,3 +46,17 @@ def southern_flat_reward(prompts, completions, completion_ids=None, lat=None, **
 def position_reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
     """A different reward for every row of a batch (no group is ever flat), for the filter-on = filter-off test."""
     return [float(i % 7) for i in range(len(completions))]
+
+
+def record_completion_ids(prompts, completions, completion_ids=None, lat=None, **kwargs) -> list[float]:
+    """:func:`southern_flat_reward`'s scores; also appends each completion's token ids (one JSON list a line) to
+    ``$GEO_R_TEST_COMPLETION_LOG``, so a test can check what the rollout engine really generated."""
+    import json
+    import os
+
+    path = os.environ.get("GEO_R_TEST_COMPLETION_LOG")
+    if path and completion_ids is not None:
+        with open(path, "a", encoding="utf-8") as fh:
+            for ids in completion_ids:
+                fh.write(json.dumps([int(t) for t in ids]) + "\n")
+    return southern_flat_reward(prompts, completions, completion_ids, lat=lat, **kwargs)

@@ -16,7 +16,7 @@ import pytest
 
 from browser import chromium_page, is_local
 from geo_r.app.cli import example_photos
-from geo_r.app.engine import PhotoError, check_photo, parse_answer
+from geo_r.app.engine import PhotoError, candidates_markdown, check_photo, parse_answer
 from geo_r.demo.toy_data import write_toy_dataset
 from geo_r.prompts import render_answer
 
@@ -63,6 +63,38 @@ def test_parse_answer_gives_chain_and_coordinates() -> None:
     assert none.coordinates() == "no valid coordinates in the answer"
 
 
+def test_the_chain_is_checked_against_where_the_coordinates_fall() -> None:
+    tokyo = parse_answer(render_answer("Japan", "Hokkaido", "Manaus", 35.6895, 139.6917))
+    assert tokyo.place.country == "Japan" and tokyo.place.region == "Tokyo"
+    assert tokyo.disagreements() == ["region", "city"]
+    md = tokyo.place_markdown()
+    assert "| answer names | Japan | Hokkaido | Manaus |" in md and "| coordinates fall in | Japan | Tokyo |" in md
+    assert "| | ✓ agree | ✗ **disagree** | ✗ **disagree** |" in md
+    assert "The answer disagrees with its own coordinates** (region, city)" in md
+    paris = parse_answer(render_answer("France", "Ile-de-France", "Paris", 48.8566, 2.3522))
+    assert paris.disagreements() == [] and "agrees with the coordinates" in paris.place_markdown()
+    assert "nothing to check" in parse_answer("somewhere warm").place_markdown()
+
+
+def test_candidates_and_the_named_one_are_shown() -> None:
+    from geo_r.geo.candidates import Candidate
+
+    cands = (Candidate(48.8584, 2.2945, "France", "Ile-de-France", "Paris", 3, 0.91), Candidate(35.6895, 139.6917))
+    table = candidates_markdown(cands)
+    assert "| 1 | France / Ile-de-France / Paris | 48.8584, 2.2945 | 3 | 0.91 |" in table
+    assert "| 2 | – | 35.6895, 139.6917 | 1 | – |" in table and candidates_markdown(None) == ""
+    named = parse_answer(render_answer("France", "Ile-de-France", "Paris", 48.8584, 2.2945, candidate=1))
+    assert named.candidate_markdown(cands) == "The answer names candidate 1 (its coordinates are 0.0 km from it): consistent."
+    wrong = parse_answer(render_answer("France", "Ile-de-France", "Paris", 48.8584, 2.2945, candidate=2))
+    assert "not consistent" in wrong.candidate_markdown(cands)
+    assert "only 2" in parse_answer(render_answer("A", "B", "C", 1, 2, candidate=5)).candidate_markdown(cands)
+    assert "none" in parse_answer(render_answer("A", "B", "C", 1, 2, candidate=0)).candidate_markdown(cands)
+    assert "no readable" in named.__class__(named.text.replace("Candidate: 1\n", ""),
+                                            parse_answer(named.text.replace("Candidate: 1\n", "")).prediction
+                                            ).candidate_markdown(cands)
+    assert named.candidate_markdown(None) == ""
+
+
 def test_without_a_model_or_demo_it_says_how_to_get_one(tmp_path: Path, monkeypatch, capsys) -> None:
     from geo_r.cli import main
 
@@ -72,6 +104,24 @@ def test_without_a_model_or_demo_it_says_how_to_get_one(tmp_path: Path, monkeypa
     assert "no demo model at outputs/demo_full/grpo" in err and "geo-r demo" in err
     assert main(["app", "--model_name_or_path", str(tmp_path / "nope")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_candidates_need_examples_and_a_line_for_each(tmp_path: Path, monkeypatch, capsys) -> None:
+    from geo_r.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    jsonl = write_toy_dataset(tmp_path / "toy", n=3)
+    first = json.loads(jsonl.read_text().splitlines()[0])
+    short = tmp_path / "neighbours.jsonl"
+    short.write_text(json.dumps({"id": first["id"], "neighbours": []}) + "\n", encoding="utf-8")
+    model = tmp_path / "model"  # never loaded: the candidates are checked first
+    model.mkdir()
+    assert main(["app", "--model_name_or_path", str(model), "--candidates", str(short)]) == 1
+    assert "pass --examples FILE.jsonl" in capsys.readouterr().err
+    assert main(["app", "--model_name_or_path", str(model), "--candidates", str(short), "--examples", str(jsonl),
+                 "--example_images", str(jsonl.parent / "images")]) == 1
+    err = capsys.readouterr().err
+    assert "no line for 2 of 3 photo(s)" in err and str(short) in err and f"{jsonl}:2" in err
 
 
 def test_default_model_is_the_demo_grpo_checkpoint_with_its_settings(tmp_path: Path, monkeypatch) -> None:
@@ -120,19 +170,41 @@ def test_stream_is_eval_generation(tiny_model_dir: Path, make_images) -> None:
 
     # what the page shows for a streamed answer with a chain: table, coordinates, a pin where they point
     pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
-    from geo_r.app.page import page_updates
+    from geo_r.app.page import OUTPUTS, page_updates
 
     text = render_answer("Kenya", "Nairobi Area", "Nairobi", -1.2921, 36.8219)
     engine.stream = lambda path: iter([text[:20], text])  # type: ignore[method-assign]
     updates = list(page_updates(engine, photo))
-    status, preview, answer, chain, coords, world, prompt, settings = updates[-1]
+    assert all(len(u) == len(OUTPUTS) for u in updates)
+    status, preview, answer, chain, place, coords, world, candidates, prompt, settings = updates[-1]
     assert [u[2] for u in updates] == ["", text[:20], text, text] and preview == photo
     assert "Done." in status and "| Kenya | Nairobi Area | Nairobi |" in chain
+    assert "| coordinates fall in | Kenya | Nairobi Area |" in place and "agrees with the coordinates" in place
+    assert "disagree" not in status and candidates == ""
     assert coords == "-1.292100, 36.821900"
     assert 'cx="216.82" cy="91.29"' in world  # lon + 180, 90 - lat
     assert json.loads(settings)["generation"]["seed"] == 1 and prompt == engine.prompt(photo)
     status, *_ = list(page_updates(engine, None))[-1]
     assert "Cannot answer" in status and "Upload a photo" in status
+
+    # with retrieval candidates for this photo (recognised by its bytes): listed in the prompt and the page,
+    # squares on the map, and what the answer's Candidate line says
+    from geo_r.app.engine import photo_digest
+    from geo_r.geo.candidates import Candidate
+    from geo_r.prompts import CANDIDATES_HEADER
+
+    cands = (Candidate(-1.2921, 36.8219, "Kenya", "Nairobi Area", "Nairobi", 4, 0.8), Candidate(10.0, 10.0))
+    engine.candidates = {photo_digest(photo): cands}
+    named = render_answer("Kenya", "Nairobi Area", "Nairobi", -1.2921, 36.8219, candidate=1)
+    engine.stream = lambda path: iter([named])  # type: ignore[method-assign]
+    status, _, _, _, place, _, world, candidates, prompt, _ = list(page_updates(engine, photo))[-1]
+    assert CANDIDATES_HEADER in prompt and "1. (-1.292100, 36.821900) Kenya / Nairobi Area / Nairobi" in prompt
+    assert "Retrieval candidates in the prompt** (2;" in candidates and world.count('class="geo-r-mark"') == 2
+    assert "names candidate 1 (its coordinates are 0.0 km from it): consistent" in place
+    other = str(make_images(Path(os.environ.get("TMPDIR", "/tmp")) / "geo_r_app_other", 1, sizes=((90, 60),))[0])
+    *_, world, candidates, prompt, _ = list(page_updates(engine, other))[-1]
+    assert "covers the example photos only" in candidates and CANDIDATES_HEADER not in prompt
+    assert "geo-r-mark" not in world
 
 
 def _free_port() -> int:
@@ -184,6 +256,11 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
     from geo_r.eval.generate import GenerationSettings
 
     jsonl = write_toy_dataset(tmp_path / "toy", n=4, seed=0)
+    neighbours = tmp_path / "neighbours.jsonl"  # retrieval candidates for the example photos
+    neighbours.write_text("".join(
+        json.dumps({"id": r["id"], "neighbours": [{"lat": r["lat"], "lon": r["lon"], "score": 0.9},
+                                                  {"lat": -r["lat"], "lon": r["lon"], "score": 0.5}]}) + "\n"
+        for r in map(json.loads, jsonl.read_text().splitlines())), encoding="utf-8")
     photo = make_images(tmp_path / "photos", 1, sizes=((160, 120),))[0]
     fake, pano = _bad_files(tmp_path / "bad")
     expected = Engine(str(tiny_model_dir), GenerationSettings(**SETTINGS), min_pixels=3136,
@@ -193,7 +270,8 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the app must turn analytics off by itself
     log = tmp_path / "app.log"
     cmd = [sys.executable, "-m", "geo_r.cli", "app", "--model_name_or_path", str(tiny_model_dir), "--port",
-           str(port), "--examples", str(jsonl), "--example_images", str(jsonl.parent / "images"), *APP_FLAGS]
+           str(port), "--examples", str(jsonl), "--example_images", str(jsonl.parent / "images"), "--candidates", str(neighbours),
+           *APP_FLAGS]
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
@@ -212,6 +290,8 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
             assert page.locator("#geo-r-chain").inner_text().strip()
             assert page.locator("#geo-r-map svg path").count() >= 1
             assert page.locator("#geo-r-preview img").count() == 1
+            assert "covers the example photos only" in page.inner_text("#geo-r-candidates")
+            assert page.locator("#geo-r-place").inner_text().strip()  # where the coordinates fall, or why not
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
             # an example photo: one click in the gallery puts it in the photo box and answers it
@@ -226,6 +306,11 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
                 "() => document.querySelector('#geo-r-status').innerText.includes('Done')", timeout=120_000
             )
             assert page.input_value("#geo-r-answer textarea").strip()
+            # an example photo has its retrieval candidates: in the page, on the map and in the prompt
+            assert "Retrieval candidates in the prompt (2;" in page.inner_text("#geo-r-candidates")
+            assert page.locator("#geo-r-map .geo-r-mark").count() == 2
+            page.click("text=prompt and generation settings")  # open the accordion
+            assert "Candidates: where the most similar photos" in page.input_value("#geo-r-prompt textarea")
 
             for bad, message in ((fake, "notes.jpg is not an image"), (pano, "aspect ratio of 1,000:1")):
                 _upload(page, bad, log)
@@ -247,3 +332,68 @@ def test_app_answers_a_photo_in_chromium(tiny_model_dir: Path, make_images, tmp_
             proc.kill()
     assert f"serving http://127.0.0.1:{port}" in log.read_text()
     print(json.dumps({"requests": len(requested)}))
+
+
+class _ScriptedEngine:
+    """What the page needs from an Engine, answering every photo with a fixed completion (no model)."""
+
+    model_path = "scripted"
+
+    def __init__(self, answer: str, candidates: dict) -> None:
+        self.answer, self.candidates = answer, candidates
+
+    def candidates_for(self, path: str):
+        from geo_r.app.engine import photo_digest
+
+        return self.candidates.get(photo_digest(path))
+
+    def prompt(self, path: str) -> str:
+        return "scripted prompt"
+
+    def settings_dict(self) -> dict:
+        return {"model_name_or_path": self.model_path}
+
+    def stream(self, path: str):
+        yield self.answer[: len(self.answer) // 2]
+        yield self.answer
+
+
+def test_page_shows_candidates_and_flags_a_chain_that_disagrees_in_chromium(make_images, tmp_path: Path) -> None:
+    """The page itself, in headless Chromium, for an answer whose chain contradicts its coordinates (the
+    held-out photo that got "Japan / Hokkaido / Manaus" with coordinates in Tokyo) and names a candidate."""
+    pytest.importorskip("gradio", reason='the app extra is not installed: pip install -e ".[app]"')
+    from geo_r.app.engine import photo_digest
+    from geo_r.app.page import CSS, build_page, theme
+    from geo_r.geo.candidates import Candidate
+
+    photo = make_images(tmp_path / "photos", 1, sizes=((160, 120),))[0]
+    cands = (Candidate(35.6895, 139.6917, "Japan", "Tokyo", "Tokyo", 5, 0.87),
+             Candidate(43.0642, 141.3469, "Japan", "Hokkaido", "Sapporo", 2, 0.71))
+    answer = render_answer("Japan", "Hokkaido", "Manaus", 35.6895, 139.6917, candidate=2)
+    engine = _ScriptedEngine(answer, {photo_digest(photo): cands})
+    page = build_page(engine, [str(photo)], "examples")
+    port = _free_port()
+    page.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        allowed_paths=[str(photo.parent)], theme=theme(), css=CSS, ssr_mode=False)
+    try:
+        with chromium_page(tmp_path) as (browser, requested):
+            browser.goto(f"http://127.0.0.1:{port}/")
+            browser.wait_for_selector("#geo-r-locate", timeout=60_000)
+            browser.click("#geo-r-examples button.thumbnail-item >> nth=0")
+            browser.wait_for_function(
+                "() => document.querySelector('#geo-r-status').innerText.includes('Done')", timeout=60_000)
+            status = browser.inner_text("#geo-r-status")
+            place = browser.inner_text("#geo-r-place")
+            listed = browser.inner_text("#geo-r-candidates")
+            assert "disagrees with the coordinates" in status
+            assert "The answer disagrees with its own coordinates (region, city)" in place
+            assert "Hokkaido" in place and "Tokyo" in place and "Manaus" in place
+            assert "names candidate 2" in place and "not consistent" in place
+            assert "Retrieval candidates in the prompt (2;" in listed and "Japan / Tokyo / Tokyo" in listed
+            assert browser.locator("#geo-r-map .geo-r-mark").count() == 2
+            browser.screenshot(path=str(tmp_path / "app_candidates.png"), full_page=True)
+        outside = [u for u in requested if not is_local(u)]
+        assert requested and not outside, outside
+    finally:
+        page.close()
+    print(json.dumps({"screenshot": str(tmp_path / "app_candidates.png")}))

@@ -320,3 +320,51 @@ def test_every_row_its_own_text_stays_on_disk_and_the_transform_pickles_by_path(
     state = pickle.dumps(transform)
     assert len(state) < 2000 and b"hint 39" not in state
     assert pickle.loads(state).text(7) == "<image>Where? hint 7"
+
+
+def _neighbours(path: Path, rows: list[dict], shift: float = 0.0) -> Path:
+    """A geo-r retrieve neighbours file for ``rows``: two close neighbours and a far one each (every third empty)."""
+    lines = []
+    for i, r in enumerate(rows):
+        ns = [] if i % 3 == 2 else [
+            {"id": f"g{i}a", "lat": r["lat"] + 0.004 + shift, "lon": r["lon"], "score": 0.9},
+            {"id": f"g{i}b", "lat": r["lat"] + 0.001, "lon": r["lon"], "score": 0.8},
+            {"id": f"g{i}c", "lat": -r["lat"], "lon": r["lon"] / 2, "score": 0.4}]
+        lines.append(json.dumps({"id": r["id"], "neighbours": ns}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_retrieval_candidates_through_the_cache_as_in_memory(data, tmp_path, caplog):
+    """--candidates: the prompt (question + numbered candidates) and the 'candidates' column the rewards read are
+    those of load_records -> attach_candidates -> build_grpo_dataset; the neighbours file and the options are in
+    the key; a rerun from the cache logs the candidates summary again."""
+    from geo_r.data.candidates import attach_candidates
+
+    jsonl, folder = data
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    neighbours = _neighbours(tmp_path / "neighbours.jsonl", rows)
+    records, _ = load_records(str(jsonl), str(folder))
+    attach_candidates(records, neighbours, num_candidates=2, radius_km=1.0)
+    old = build_grpo_dataset(records)
+    root = tmp_path / "cache"
+    kwargs = dict(data_file_paths=str(jsonl), image_folders=str(folder), progress="off", candidates=str(neighbours),
+                  num_candidates=2, candidate_radius_km=1.0)
+    cache = open_training_cache(root, **kwargs)
+    assert cache.built and cache.manifest["with_candidates"] == sum(bool(r.candidates) for r in records) > 0
+    new_rows, old_rows = cache.dataset[:], old[:]
+    assert list(new_rows) == list(old_rows)  # 'candidates' (and 'author') where the in-memory set has them
+    for name in old_rows:
+        if name != "images":
+            assert new_rows[name] == old_rows[name], name
+    assert "Candidate" in json.dumps(new_rows["prompt"][0]) and new_rows["candidates"][2] is None
+
+    caplog.set_level("INFO", logger="geo_r.data.cache")
+    again = open_training_cache(root, **kwargs)
+    assert not again.built and "candidates from" in caplog.text
+    assert open_training_cache(root, **{**kwargs, "num_candidates": 1}).built  # an option in the key
+    _neighbours(neighbours, rows, shift=0.002)  # the neighbours file changed
+    changed = open_training_cache(root, **kwargs)
+    assert changed.built and changed.dataset[0]["candidates"] != new_rows["candidates"][0]
+    plain = open_training_cache(root, data_file_paths=str(jsonl), image_folders=str(folder), progress="off")
+    assert "candidates" not in plain.dataset[0]

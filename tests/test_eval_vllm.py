@@ -87,3 +87,26 @@ def test_requests_match_the_hf_prompt_and_image_size(
             patch = factor // 2
             assert img.size == (int(grid[2]) * patch, int(grid[1]) * patch)
             assert min_px <= img.size[0] * img.size[1] <= max_px and img.size[0] % factor == 0
+
+
+def test_llm_kwargs_on_vllms_cpu_build_default_to_float32_and_eager() -> None:
+    common = {"min_pixels": 3136, "max_pixels": 12544, "max_images": 1, "seed": 0, "world_size": 1,
+              "gpu_memory_utilization": 0.5, "max_model_len": None}
+    cpu = vb.llm_kwargs("/m", dtype=None, on_cpu=True, **common)
+    assert cpu["dtype"] == "float32" and cpu["enforce_eager"] is True
+    assert vb.llm_kwargs("/m", dtype="bfloat16", on_cpu=True, **common)["dtype"] == "bfloat16"
+    gpu = vb.llm_kwargs("/m", dtype=None, **common)
+    assert gpu["dtype"] == "auto" and "enforce_eager" not in gpu
+
+
+def test_colocate_helpers_leave_other_setups_alone() -> None:
+    """The CPU weight sync is installed only for a colocated engine on vLLM's CPU platform; the shutdown helper
+    does nothing without an engine."""
+    from types import SimpleNamespace
+
+    from geo_r.trainer.vllm_colocate import close_colocated_engine, install_cpu_weight_sync
+
+    server = SimpleNamespace(mode="server", sync_weights="trl's")
+    assert install_cpu_weight_sync(server) is False and server.sync_weights == "trl's"
+    assert close_colocated_engine(SimpleNamespace(use_vllm=False)) is False
+    assert close_colocated_engine(SimpleNamespace(use_vllm=True, vllm_generation=SimpleNamespace(llm=None))) is False

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from geo_r.geo import Prediction, extract_answer, find_coordinate_pairs, parse_prediction
-from geo_r.geo.parse import MAX_NAME_CHARS, _parse
+from geo_r.geo.parse import CANDIDATE_NONE, MAX_CANDIDATE, MAX_NAME_CHARS, _parse
 from geo_r.prompts import render_answer
 
 NAN = float("nan")
@@ -481,6 +481,12 @@ _FRAGMENTS = st.sampled_from(
         ":",
         "=",
         "\\",
+        "Candidate:",
+        "Candidate #:",
+        "none",
+        "#",
+        "3",
+        "no.",
     ]
 )
 _NUMBER_TEXT = st.one_of(st.floats().map(str), st.integers(-1000, 1000).map(str), _FRAGMENTS)
@@ -507,6 +513,7 @@ def test_parser_never_raises_and_returns_valid_values(text: str) -> None:
         assert pred.lat is None and pred.lon is None
     for name in (pred.country, pred.region, pred.city):
         assert name is None or (isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS)
+    assert pred.candidate is None or (isinstance(pred.candidate, int) and 0 <= pred.candidate <= MAX_CANDIDATE)
 
 
 MEGABYTE = 1 << 20
@@ -526,6 +533,7 @@ ADVERSARIAL = {
     "quotes": '"' * MEGABYTE,
     "spaces-after-lt": "<" + " " * MEGABYTE,
     "pair-gaps": "1 and lon: " * (MEGABYTE // 11),
+    "candidate-labels": "Candidate: #" * (MEGABYTE // 12),
 }
 
 
@@ -540,3 +548,56 @@ def test_answer_at_the_end_of_a_huge_completion_is_still_read() -> None:
     text = "blah " * (MEGABYTE // 5) + render_answer("Chile", "Santiago", "Santiago", -33.45, -70.67)
     pred = parse_prediction(text)
     assert (pred.country, pred.lat, pred.lon) == ("Chile", -33.45, -70.67)
+
+
+# ------------------------------------------------------------------------------------------ the Candidate line
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Candidate: 3", 3),
+        ("Candidate: #3", 3),
+        ("**Candidate:** 12", 12),
+        ("candidate number: 2 (the Paris one)", 2),
+        ("Candidate #: 4", 4),
+        ("Candidate: no. 5", 5),
+        ("Candidate: [1]", 1),
+        ("Candidate: 3.", 3),
+        ("Candidate: none", CANDIDATE_NONE),
+        ("Candidate: None of them", CANDIDATE_NONE),
+        ("candidate: neither", CANDIDATE_NONE),
+        ("Candidate: -", CANDIDATE_NONE),
+        ("Candidate: 0", None),
+        ("Candidate: 3.5", None),
+        ("Candidate: -3", None),
+        ("Candidate: 100000", None),
+        ("Candidate: Paris", None),
+        ("Candidate:", None),
+        ("Candidates: 3", None),  # not the label
+        ("no candidate line at all", None),
+    ],
+)
+def test_candidate_line_values(line: str, expected: int | None) -> None:
+    text = f"<answer>\nCountry: France\nRegion: Ile-de-France\nCity: Paris\n{line}\nCoordinates: (48.85, 2.35)\n</answer>"
+    pred = parse_prediction(text)
+    assert pred.candidate == expected
+    assert (pred.country, pred.city, pred.lat, pred.lon) == ("France", "Paris", 48.85, 2.35)
+
+
+def test_candidate_label_ends_the_value_before_it_and_the_last_one_wins() -> None:
+    pred = parse_prediction("<answer>City: Paris Candidate: 2\nCandidate: 4\nCoordinates: (48.85, 2.35)</answer>")
+    assert pred.city == "Paris" and pred.candidate == 4
+    # only the answer is read: a Candidate line in the reasoning does not count
+    assert parse_prediction("<think>Candidate: 2 looks right</think><answer>(1, 2)</answer>").candidate is None
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_NAME, _NAME, _NAME, _LAT, _LON, st.integers(0, MAX_CANDIDATE))
+def test_round_trip_with_a_candidate_line(country: str, region: str, city: str, lat: float, lon: float, k: int) -> None:
+    assume(all(name.lower() not in {"none", "null", "nil", "unknown", "unsure", "unclear", "tbd"}
+               for name in (country, region, city)))
+    pred = parse_prediction(render_answer(country, region, city, lat, lon, candidate=k))
+    assert pred.candidate == k
+    assert (pred.country, pred.region, pred.city) == (country, region, city)
+    assert pred.lat == pytest.approx(lat, abs=5.1e-7) and pred.lon == pytest.approx(lon, abs=5.1e-7)

@@ -78,6 +78,7 @@ def test_mp16pro_chains_from_source_and_flattened_image_names(tmp_path: Path) ->
     # the output is the project's data contract: it loads, images included, with the SFT target and question
     loaded, report = load_records(str(tmp_path / "out.jsonl"), str(images))
     assert [x.id for x in loaded] == ["50/a4/1.jpg", "50/a4/2.jpg", "50/a4/3.jpg"]
+    assert [x.author for x in loaded] == ["12@N01", "13@N01", "14@N01"]  # the record's photographer
     assert loaded[0].question == "<image>" + DEFAULT_QUESTION
     assert parse_prediction(loaded[0].solution).city == "美瑛町"
 
@@ -197,6 +198,7 @@ def test_im2gps3k_reads_both_header_versions_right(tmp_path: Path, old_header: b
     summary, records = convert("im2gps3k", tmp_path / "out.jsonl", input=_im2gps3k(tmp_path, old_header), images=images)
     assert summary.written == len(PLACES) and not summary.skipped
     assert [(r["image"], r["lat"], r["lon"]) for r in records] == PLACES
+    assert [r["author"] for r in records] == [f"u{i}" for i in range(len(PLACES))]  # the AUTHOR column
     assert by_id(records)["b.jpg"]["region"] == "California" and by_id(records)["c.jpg"]["country"] == "Japan"
     order_note = " ".join(summary.notes)
     if old_header:

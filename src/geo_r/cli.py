@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("geo_r.data.validate", "check jsonl files and image folders before training"),
     "eval": ("geo_r.eval.cli", "batch inference + acc@1/25/200/750/2500 km, report.md, map and error CDF"),
     "prepare": ("geo_r.data.prepare.cli", "convert MP16-Pro/OSV-5M/Im2GPS3k/YFCC4k/CSV/EXIF photos to Geo-R jsonl"),
+    "index": ("geo_r.retrieval.index_cli", "embed a gallery of geotagged photos + build a FAISS index (resumable, torchrun)"),
+    "retrieve": ("geo_r.retrieval.retrieve_cli", "k nearest gallery rows of each query photo -> a neighbours jsonl (leakage-aware)"),
     "mine-hard": ("geo_r.data.mining.cli", "Geo-R hard-sample mining: drop samples near base-model hotspots"),
     "export-sft": ("geo_r.sft.export", "write the training jsonl as a LLaMA-Factory sharegpt set + dataset_info.json"),
     "sft": ("geo_r.sft.train", "built-in SFT warm-up (TRL SFTTrainer, loss on the answer) -> a GRPO-ready model"),

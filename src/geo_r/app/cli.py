@@ -9,6 +9,10 @@ shown under it. Generation is `geo-r eval`'s (same prompt, pixel limits, blocked
 default). Nothing is fetched from the network: system fonts, a map drawn from the installed coastlines,
 Gradio analytics off. Binds to 127.0.0.1 unless --host says otherwise. Needs the app extra:
 pip install -e ".[app]" (setup.sh installs it).
+
+Under the chain the page shows where the answer's coordinates fall (offline reverse geocoding) and flags a
+chain that disagrees with them. With --candidates NEIGHBOURS.jsonl the example photos get their retrieval
+candidates (by record id, as in geo-r eval): the prompt lists them and the page shows them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -63,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="as in eval (default: 401408; the demo's 12544 for the demo model)")
     parser.add_argument("--torch_dtype", default=None, help="bfloat16 / float16 / float32 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--attn_implementation", default=None, help="sdpa (default) or flash_attention_2")
+    from geo_r.data.candidates import add_candidate_arguments
+
+    group = parser.add_argument_group(
+        "retrieval candidates", "for the --examples photos, matched by record id (an upload that is byte for byte "
+        "one of them gets its candidates too)")
+    add_candidate_arguments(group)
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -93,23 +104,41 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def example_photos(jsonl: str | None, folder: str) -> list[str]:
-    """Up to MAX_EXAMPLES photo paths from a data file, one per place where the file repeats places."""
+def example_records(jsonl: str | None, folder: str) -> list[Any]:
+    """Up to MAX_EXAMPLES records of a data file, one per place where the file repeats places."""
     if not jsonl:
         return []
     from geo_r.data import load_records
 
     records, _ = load_records(jsonl, folder or None, check_images=False)
-    seen, photos = set(), []
+    seen, chosen = set(), []
     for r in records:
         key = (r.country, r.city)
         if key in seen or not r.images:
             continue
         seen.add(key)
-        photos.append(str(Path(r.images[0]).resolve()))
-        if len(photos) == MAX_EXAMPLES:
+        chosen.append(r)
+        if len(chosen) == MAX_EXAMPLES:
             break
-    return photos
+    return chosen
+
+
+def example_photos(jsonl: str | None, folder: str) -> list[str]:
+    """The photo paths of :func:`example_records` (absolute)."""
+    return [str(Path(r.images[0]).resolve()) for r in example_records(jsonl, folder)]
+
+
+def example_candidates(records: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``{photo digest: candidates}`` of the example records: from --candidates (every example needs a line in
+    it) or their own ``candidates`` fields; empty when there are none."""
+    from geo_r.app.engine import photo_digest
+    from geo_r.data.candidates import attach_from_args, check_candidate_options
+
+    check_candidate_options(args.num_candidates, args.candidate_radius_km)
+    if args.candidates and not records:
+        raise AppConfigError("--candidates gives candidates to the --examples photos: pass --examples FILE.jsonl")
+    attach_from_args(records, args)
+    return {photo_digest(r.images[0]): r.candidates for r in records if r.candidates}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         args = _resolve(args)
         settings = generation_settings(args)
-        examples = example_photos(args.examples, args.example_images)
-    except (AppConfigError, DataConfigError, DataValidationError, ValueError) as exc:
+        chosen = example_records(args.examples, args.example_images)
+        examples = [str(Path(r.images[0]).resolve()) for r in chosen]
+        candidates = example_candidates(chosen, args)
+    except (AppConfigError, DataConfigError, DataValidationError, ValueError, OSError) as exc:
         print(f"geo-r app: error: {exc}", file=sys.stderr)
         return 1
     try:
@@ -138,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"geo-r app: loading {args.model_name_or_path} ...", flush=True)
     engine = Engine(args.model_name_or_path, settings, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                    dtype=args.torch_dtype, attn_implementation=args.attn_implementation, question=args.question)
+                    dtype=args.torch_dtype, attn_implementation=args.attn_implementation, question=args.question,
+                    candidates=candidates)
     label = f"examples: click one ({Path(args.examples).name})" if examples else "examples"
     page = build_page(engine, examples, label)
     allowed = sorted({str(Path(p).parent) for p in examples})

@@ -1,5 +1,9 @@
 """The Gradio page of ``geo-r app``: a photo in; the streamed answer, chain, coordinates and a pin on a map out.
 
+Under the chain, where the coordinates fall (offline reverse geocoding) and whether that agrees with the named
+chain; with retrieval candidates, the candidates the prompt listed (also squares on the map) and what the
+answer's ``Candidate:`` line says.
+
 Offline by construction: system fonts only (no Google Fonts), the map is an inline SVG from the installed
 coastlines (:func:`geo_r.eval.worldmap.pin_svg`), and Gradio's analytics are off (``geo_r.app.cli`` sets
 ``GRADIO_ANALYTICS_ENABLED=False`` before Gradio is imported).
@@ -14,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from geo_r.app.engine import Engine, PhotoError, check_photo, parse_answer
+from geo_r.app.engine import Engine, PhotoError, candidates_markdown, check_photo, parse_answer
 from geo_r.eval.worldmap import land_source, pin_svg
 
 TITLE = "Geo-R: where was this photo taken?"
@@ -33,32 +37,55 @@ def _status(text: str, error: bool = False) -> str:
     text = html.escape(text)  # file names come from the user
     return f'<p class="error"><strong>Cannot answer:</strong> {text}</p>' if error else f"<p>{text}</p>"
 
+OUTPUTS = ("status", "preview", "answer", "chain", "place", "coordinates", "map", "candidates", "prompt", "settings")
+"""The order of the values :func:`page_updates` yields (one per page component)."""
+
+
+def _candidate_panel(engine: Engine, path: str) -> tuple[Any, str, list[tuple[float, float, str]]]:
+    """The photo's candidates, their Markdown and map marks (None, "" and none when the app has none)."""
+    candidates = engine.candidates_for(path)
+    if not candidates:
+        note = ("No retrieval candidates for this photo: `--candidates` covers the example photos only."
+                if engine.candidates else "")
+        return candidates, note, []
+    marks = [(c.lat, c.lon, f"candidate {k}: {' / '.join(c.chain_names())}") for k, c in enumerate(candidates, 1)]
+    return candidates, candidates_markdown(candidates), marks
+
+
 def page_updates(engine: Engine, path: str | None) -> Iterator[tuple[Any, ...]]:
-    """(status, preview, answer, chain, coordinates, map, prompt, settings) for the page, as the answer grows:
-    a message instead of an answer for a bad photo, never an exception."""
+    """The page's values in :data:`OUTPUTS` order, as the answer grows: a message instead of an answer for a
+    bad photo, never an exception."""
     empty_map = pin_svg(None, None)
     try:
         check_photo(path)
     except PhotoError as exc:
-        yield _status(str(exc), error=True), None, "", "", "", empty_map, "", ""
+        yield _status(str(exc), error=True), None, "", "", "", "", empty_map, "", "", ""
         return
     assert path is not None
     prompt, settings = engine.prompt(path), json.dumps(engine.settings_dict(), indent=2)
-    yield _status("Generating..."), path, "", "", "", empty_map, prompt, settings
+    candidates, panel, marks = _candidate_panel(engine, path)
+    waiting_map = pin_svg(None, None, marks=marks)
+    yield _status("Generating..."), path, "", "", "", "", waiting_map, panel, prompt, settings
     text = ""
     try:
         for text in engine.stream(path):
-            yield _status("Generating..."), path, text, "", "", empty_map, prompt, settings
+            yield _status("Generating..."), path, text, "", "", "", waiting_map, panel, prompt, settings
     except Exception as exc:  # noqa: BLE001 - shown in the page, never as a traceback
         failed = _status(f"generation failed ({type(exc).__name__}: {exc})", error=True)
-        yield failed, path, text, "", "", empty_map, prompt, settings
+        yield failed, path, text, "", "", "", waiting_map, panel, prompt, settings
         return
     answer = parse_answer(text)
     p = answer.prediction
     label = ", ".join(x for x in (p.city, p.region, p.country) if x)
     done = "Done." if p.has_coordinates else "Done, but the answer gives no valid coordinates (no pin)."
-    yield (_status(done), path, text, answer.chain_markdown(), answer.coordinates(),
-           pin_svg(p.lat, p.lon, label=label), prompt, settings)
+    if answer.disagreements():
+        done += " The named chain disagrees with the coordinates (see below the chain)."
+    place = answer.place_markdown()
+    named = answer.candidate_markdown(candidates)
+    if named:
+        place += "\n\n" + named
+    yield (_status(done), path, text, answer.chain_markdown(), place, answer.coordinates(),
+           pin_svg(p.lat, p.lon, label=label, marks=marks), panel, prompt, settings)
 
 
 def build_page(engine: Engine, examples: Sequence[str] = (), examples_label: str = "examples") -> Any:
@@ -77,6 +104,7 @@ def build_page(engine: Engine, examples: Sequence[str] = (), examples_label: str
                 locate_btn = gr.Button("Locate", variant="primary", elem_id="geo-r-locate")
                 preview = gr.Image(label="the photo", type="filepath", interactive=False, height=260,
                                    elem_id="geo-r-preview")
+                candidates = gr.Markdown(elem_id="geo-r-candidates")
                 gallery = None
                 if examples:
                     gallery = gr.Gallery(value=list(examples), label=examples_label,
@@ -85,13 +113,15 @@ def build_page(engine: Engine, examples: Sequence[str] = (), examples_label: str
                 status = gr.HTML(_status("Waiting for a photo."), elem_id="geo-r-status")
                 answer = gr.Textbox(label="answer (streamed)", lines=6, max_lines=14, elem_id="geo-r-answer")
                 chain = gr.Markdown(elem_id="geo-r-chain")
+                place = gr.Markdown(elem_id="geo-r-place")
                 coords = gr.Textbox(label="coordinates (lat, lon)", elem_id="geo-r-coords")
                 world = gr.HTML(pin_svg(None, None), elem_id="geo-r-map")
-                gr.Markdown(f"Map: {land_source()}, drawn locally.")
+                gr.Markdown(f"Map: {land_source()}, drawn locally"
+                            + ("; blue squares are the retrieval candidates." if engine.candidates else "."))
                 with gr.Accordion("prompt and generation settings", open=False):
                     prompt = gr.Textbox(label="prompt (chat template applied)", lines=6, elem_id="geo-r-prompt")
                     settings = gr.Code(label="settings", language="json", elem_id="geo-r-settings")
-        outputs = [status, preview, answer, chain, coords, world, prompt, settings]
+        outputs = [status, preview, answer, chain, place, coords, world, candidates, prompt, settings]
         locate_btn.click(locate, inputs=photo, outputs=outputs)
         if gallery is not None:
             def pick(evt: gr.SelectData) -> str:

@@ -12,8 +12,12 @@ Columns:
   block with both keys, so an image block reads back as ``{"type": "image", "text": None}``.
 * ``images``: absolute paths under ``datasets.List(datasets.Image())``: nothing is read here; a row's images
   are decoded when the trainer reads that row.
-* ``id``, ``lat``, ``lon``, ``country``, ``country_code``, ``region``, ``city``, ``solution`` (str or None), and
-  every pass-through field, all of which reach reward functions as keyword lists.
+* ``id``, ``lat``, ``lon``, ``country``, ``country_code``, ``region``, ``city``, ``solution`` (str or None),
+  ``author`` (the photographer, str or None) when any record names one, and every pass-through field, all of
+  which reach reward functions as keyword lists.
+* ``candidates``, only when some record has retrieval candidates: a list per row of
+  :meth:`geo_r.geo.candidates.Candidate.to_dict` objects (None for a row without), for the ``format`` and
+  ``candidate`` rewards. The prompt text then comes from :func:`geo_r.prompts.question_with_candidates`.
 
 Arrow needs one type per column. A pass-through field keeps its values when Arrow can give them one type
 (ints and floats mix into float; objects with different keys become one struct with the union of the keys,
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from geo_r.data.gc_pause import gc_paused
 from geo_r.data.schema import CHAIN_FIELDS, IMAGE_PLACEHOLDER, RESERVED_COLUMNS, GeoRecord
+from geo_r.prompts import question_with_candidates
 
 if TYPE_CHECKING:
     import datasets
@@ -62,9 +67,12 @@ def content_blocks(text: str | None, n_images: int) -> list[dict[str, Any]]:
 
 def question_text(record: GeoRecord, question: str, replace_question: bool = False) -> str:
     """The text of a record's human turn: its own question, or ``question`` when it has none (or when
-    ``replace_question``). Anything a row adds to its human turn belongs here: the training-data cache
-    (:mod:`geo_r.data.cache`) stores this text (each distinct one once) and rebuilds the prompt from it."""
-    return question if replace_question or record.question is None else record.question
+    ``replace_question``), followed by its retrieval candidates when it has any
+    (:func:`geo_r.prompts.question_with_candidates`). Anything a row adds to its human turn belongs here: the
+    training-data cache (:mod:`geo_r.data.cache`) stores this text (each distinct one once) and rebuilds the
+    prompt from it."""
+    text = question if replace_question or record.question is None else record.question
+    return question_with_candidates(text, record.candidates)
 
 
 def prompt_messages(text: str, system: str | None, n_images: int) -> list[dict[str, Any]]:
@@ -111,6 +119,7 @@ def build_grpo_dataset(
         raise ValueError("build_grpo_dataset: no records")
     default_question = DEFAULT_QUESTION if question is None else question
     extras, extra_types = _harmonise_extras(records)
+    candidate_features = candidate_column_features() if any(r.candidates for r in records) else {}
     features = datasets.Features(
         {
             "prompt": datasets.List(
@@ -127,6 +136,7 @@ def build_grpo_dataset(
             "lon": datasets.Value("float64"),
             **{name: datasets.Value("string") for name in CHAIN_FIELDS},
             "solution": datasets.Value("string"),
+            **candidate_features,
             **datasets.Features.from_arrow_schema(pa.schema(list(extra_types.items()))),
         }
     )
@@ -145,6 +155,7 @@ def build_grpo_dataset(
                 "lon": [r.lon for r in chunk],
                 **{name: [getattr(r, name) for r in chunk] for name in CHAIN_FIELDS},
                 "solution": [r.solution for r in chunk],
+                **({"candidates": [candidate_rows(r) for r in chunk]} if candidate_features else {}),
                 **{name: values[start : start + _CHUNK] for name, values in extras.items()},
             }
             arrays = [pa.array(columns[field.name], type=field.type) for field in schema]
@@ -153,6 +164,31 @@ def build_grpo_dataset(
     # A fingerprint given: without one, datasets hashes the whole table (+750 MB and 0.7 s at 200k rows).
     return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
                             fingerprint=generate_random_fingerprint())
+
+
+def candidate_column_features() -> dict[str, Any]:
+    """The ``candidates`` column's feature: a list of :data:`geo_r.geo.candidates.CANDIDATE_FIELDS` structs."""
+    import datasets
+
+    return {
+        "candidates": datasets.List(
+            {
+                "lat": datasets.Value("float64"),
+                "lon": datasets.Value("float64"),
+                "country": datasets.Value("string"),
+                "region": datasets.Value("string"),
+                "city": datasets.Value("string"),
+                "photos": datasets.Value("int64"),
+                "score": datasets.Value("float64"),
+                "radius_km": datasets.Value("float64"),
+            }
+        )
+    }
+
+
+def candidate_rows(record: GeoRecord) -> list[dict[str, Any]] | None:
+    """A record's ``candidates`` column value: its candidates as dicts, None when it has none."""
+    return [c.to_dict() for c in record.candidates] if record.candidates else None
 
 
 def _harmonise_extras(records: Sequence[GeoRecord]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
@@ -164,6 +200,9 @@ def _harmonise_extras(records: Sequence[GeoRecord]) -> tuple[dict[str, list[Any]
         names.update(dict.fromkeys(record.extras))
     columns: dict[str, list[Any]] = {}
     types: dict[str, Any] = {}
+    if any(record.author is not None for record in records):  # a parsed field that passes through like the others
+        columns["author"] = [record.author for record in records]
+        types["author"] = pa.string()
     for name in names:
         if name in RESERVED_COLUMNS:
             logger.warning(

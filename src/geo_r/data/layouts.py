@@ -10,7 +10,10 @@ Three layouts are accepted, told apart per record by where the true coordinates 
   :func:`geo_r.geo.parse.parse_prediction`; the chain fields it names fill the missing ones.
 
 In every layout the human turn (else ``problem``) is the question, and the gpt turn (else ``solution`` as
-text) is kept as ``solution``, the SFT target. Numbers are read with a regex or ``json``, never evaluated.
+text) is kept as ``solution``, the SFT target. An optional ``author`` (the photographer; a string or an
+integer user id) is kept as the record's ``author``, an optional ``candidates`` list (retrieval candidates, see
+:func:`geo_r.geo.candidates.parse_candidates`) as ``record.candidates``. Numbers are read with a regex or
+``json``, never evaluated.
 Problems come back as ``(kind, message)`` pairs; the caller adds the file and line.
 """
 
@@ -32,7 +35,8 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _NUMBER_RE = re.compile(rf"\s*({_NUMBER})\s*")
 _PAIR_RE = re.compile(rf"\s*[\[(]\s*({_NUMBER})\s*,\s*({_NUMBER})\s*[\])]\s*")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-_CONSUMED = frozenset({"id", "lat", "lon", *CHAIN_FIELDS, "conversations", "problem", "solution"})
+_CONSUMED = frozenset({"id", "lat", "lon", *CHAIN_FIELDS, "author", "conversations", "problem", "solution",
+                       "candidates"})
 
 
 @dataclass(slots=True)  # not frozen: one is made per record, and frozen __init__ is several times slower
@@ -88,6 +92,8 @@ def parse_record(value: Any, ctx: RecordContext) -> tuple[GeoRecord | None, list
     else:
         lat, lon = _coordinates_from_answer(gpt, chain, problems)
     record_id = _record_id(value, ctx.default_id, problems)
+    author = _author(value, problems)
+    candidates = _candidates(value.get("candidates"), problems)
     if problems:
         return None, problems, images or []
     assert images is not None and lat is not None and lon is not None and record_id is not None
@@ -103,9 +109,11 @@ def parse_record(value: Any, ctx: RecordContext) -> tuple[GeoRecord | None, list
         question=question,
         system=system,
         solution=solution,
+        author=author,
         extras=extras,
         layout=layout,
         source=ctx.source,
+        candidates=candidates,
         **chain,
     )
     return record, [], images
@@ -202,6 +210,20 @@ def _optional_text(value: dict[str, Any], name: str, problems: list[Finding]) ->
         problems.append((k.BAD_FIELD, f"{name} must be a string, found {_type(text)} {text!r}"))
         return None
     return text.strip() or None
+
+
+def _author(value: dict[str, Any], problems: list[Finding]) -> str | None:
+    """The optional ``author`` (the photographer) as text: a string (stripped; empty -> None) or an integer user
+    id; another type is a problem. The leakage-aware retrieval protocol compares it between query and gallery."""
+    raw = value.get("author")
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    if not isinstance(raw, str):
+        problems.append((k.BAD_FIELD, f"author must be a string or an integer, found {_type(raw)} {raw!r}"))
+        return None
+    return raw.strip() or None
 
 
 def _problem_text(problem: Any, problems: list[Finding]) -> str | None:
@@ -329,6 +351,19 @@ def _coordinates_from_answer(
     lat = check_coordinate("answer latitude", pred.lat, 90.0, problems)
     lon = check_coordinate("answer longitude", pred.lon, 180.0, problems)
     return lat, lon
+
+
+def _candidates(raw: Any, problems: list[Finding]) -> tuple[Any, ...] | None:
+    """A record's own ``candidates`` field (None when absent or null)."""
+    if raw is None:
+        return None
+    from geo_r.geo.candidates import parse_candidates
+
+    try:
+        return parse_candidates(raw)
+    except ValueError as exc:
+        problems.append((k.BAD_FIELD, str(exc)))
+        return None
 
 
 def _record_id(value: dict[str, Any], default: str, problems: list[Finding]) -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from geo_r.geo.candidates import Candidate
+
 IMAGE_PLACEHOLDER = "<image>"
 
 # The four chain fields of the data contract, top-down.
@@ -28,6 +30,7 @@ RESERVED_COLUMNS: frozenset[str] = frozenset(
         "lon",
         *CHAIN_FIELDS,
         "solution",
+        "candidates",
         "prompts",
         "completion",
         "completions",
@@ -55,9 +58,12 @@ class GeoRecord:
     question: str | None = None  # human turn / ``problem``; None -> the default question
     system: str | None = None  # a system turn of ``conversations``, if any
     solution: str | None = None  # gpt turn (SFT target) or Geo-R ``solution``, as text
+    author: str | None = None  # the photographer (MP16-Pro ``AUTHOR``, a Flickr NSID, ...), when the source names one
     extras: dict[str, Any] = field(default_factory=dict)  # pass-through fields for reward functions
     layout: str = "contract"  # "contract", "vlm-r1" or "geo-r": where the coordinates came from
     source: str = ""  # "file:line" it was read from
+    # Retrieval candidates shown after the question (a record's ``candidates`` field, or --candidates); None: none.
+    candidates: tuple[Candidate, ...] | None = None
 
     def missing_chain(self) -> bool:
         """True when any of country, country_code, region, city is unknown."""

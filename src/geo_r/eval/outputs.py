@@ -2,8 +2,10 @@
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
 (one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png``,
-``D/report.md``, ``D/explorer.html`` with ``D/explorer_files/`` (:mod:`geo_r.eval.explorer`) and, with ``--num_samples K``,
-``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike.
+``D/report.md``, ``D/explorer.html`` with ``D/explorer_files/`` (:mod:`geo_r.eval.explorer`) and, with
+``--num_samples K``, ``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode
+alike. When records have retrieval candidates, :mod:`geo_r.eval.retrieval` adds its metrics, per-image fields and
+section.
 """
 
 from __future__ import annotations
@@ -100,6 +102,13 @@ def evaluate_and_write(
     else:
         rows = score_predictions(records, completions, distance)
     metrics = compute_metrics(rows, thresholds_km, strict)
+    retrieval = None
+    if any(r.candidates for r in records):
+        from geo_r.eval.retrieval import retrieval_metrics, retrieval_rows
+
+        retrieval = retrieval_rows(records, rows, distance)
+        metrics.update(retrieval_metrics(retrieval, rows, metrics["thresholds_km"], strict,
+                                         settings.get("candidates")))
     if tts is not None:
         metrics.update(aggregate=aggregates[0], num_samples=tts.num_samples, abstain_km=abstain_km,
                        aggregates=tts.blocks)
@@ -110,6 +119,8 @@ def evaluate_and_write(
     with open(out / SCORES_FILE, "w", encoding="utf-8") as fh:
         for i, row in enumerate(rows):
             line = score_line(row) | ({} if tts is None else {"aggregates": tts.score_fields(row.id, i)})
+            if retrieval is not None:
+                line |= retrieval[i].fields()
             fh.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
     plot_error_map(rows, out / MAP_FILE, max_points=map_max_points, seed=seed, title=run_label)
     plot_error_cdf(

@@ -143,11 +143,12 @@ def render_report(
         cont_rows,
         range(1, 5 + len(thresholds)),
     )
+    from geo_r.eval.retrieval import retrieval_section
     from geo_r.eval.tts.report import aggregate_section
 
-    section = aggregate_section(metrics)
-    if section:
-        lines += ["", *section]
+    for section in (retrieval_section(dict(metrics)), aggregate_section(metrics)):
+        if section:
+            lines += ["", *section]
     if figures:
         lines += ["", "## Figures", ""]
         for caption, name in figures.items():

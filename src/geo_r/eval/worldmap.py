@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Sequence
 
 from geo_r.eval.coastlines import ANTARCTICA, LAND, coastline_source, land_points, load_coastlines
 
@@ -45,13 +46,26 @@ def land_source() -> str:
     return coastline_source()
 
 
-def pin_svg(lat: float | None, lon: float | None, *, width: int = 720, label: str = "") -> str:
-    """An inline ``<svg>`` world map with a pin at (lat, lon); no pin when either is None."""
-    pin = ""
+def pin_svg(
+    lat: float | None,
+    lon: float | None,
+    *,
+    width: int = 720,
+    label: str = "",
+    marks: Sequence[tuple[float, float, str]] = (),
+) -> str:
+    """An inline ``<svg>`` world map with a pin at (lat, lon) (none when either is None) and a small numbered
+    square at each of ``marks`` (lat, lon, label), e.g. the retrieval candidates ``geo-r app`` was given."""
+    pin = "".join(
+        f'<g class="geo-r-mark"><title>{html.escape(text)}</title>'
+        f'<rect x="{x - 1.2:.2f}" y="{y - 1.2:.2f}" width="2.4" height="2.4" fill="#1f77b4" stroke="#fff" '
+        f'stroke-width="0.3"/></g>'
+        for (x, y), text in ((project(m_lat, m_lon), m_text) for m_lat, m_lon, m_text in marks)
+    )
     if lat is not None and lon is not None:
         x, y = project(lat, lon)
         title = html.escape(label or f"{lat:.4f}, {lon:.4f}")
-        pin = (
+        pin += (
             f'<g id="geo-r-pin"><title>{title}</title>'
             f'<circle cx="{x:.2f}" cy="{y:.2f}" r="4" fill="#d62728" fill-opacity="0.25"/>'
             f'<circle cx="{x:.2f}" cy="{y:.2f}" r="1.6" fill="#d62728" stroke="#fff" stroke-width="0.5"/></g>'

@@ -68,17 +68,20 @@ def match_names(
     reference: RegionChain,
     lat: float | None = None,
     lon: float | None = None,
+    within_km: float = 0.0,
 ) -> Consistency:
     """Check named levels against a reference chain (labels) and, when (lat, lon) is valid, the map.
 
     ``reference`` holds the labels to compare with (a true chain from the dataset, or
     ``reverse_geocode(lat, lon)``); its ``distance_km`` sets the border tolerance. Levels are checked
     independently (gating is the caller's choice). The region is resolved in the named country when it
-    resolves, else in the reference's country.
+    resolves, else in the reference's country. ``within_km`` widens every map distance by that much: the
+    question becomes "could a point within ``within_km`` of (lat, lon) carry these names?" (the ``candidate``
+    reward asks it of the candidate an answer names).
     """
     country, region, city = _clean(country), _clean(region), _clean(city)
     xyz = _unit_vector(lat, lon)
-    tolerance = border_tolerance_km(reference.distance_km)
+    tolerance = border_tolerance_km(reference.distance_km) + max(0.0, within_km)
     table = geonames() if xyz is not None else None
     named_cc = country_code(country)
     ref_cc = reference.country_code or country_code(reference.country)
@@ -100,7 +103,7 @@ def match_names(
     if city is not None:
         city_ok = same_city(city, reference.city)
         if not city_ok and table is not None:
-            radius = max(CITY_RADIUS_KM, tolerance)
+            radius = max(CITY_RADIUS_KM, tolerance - max(0.0, within_km)) + max(0.0, within_km)
             city_ok = table.nearest_km(table.city_places(city, named_cc), xyz) <= radius
     return Consistency(country_ok, region_ok, city_ok)
 

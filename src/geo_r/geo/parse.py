@@ -7,7 +7,9 @@ Rewards, training metrics and evaluation all use this one parser. It reads the a
   tag optional); with no ``<answer>`` tag, the text after ``</think>``; with neither, the whole text;
 * labels ``Country:``, ``Region:`` / ``State:`` / ``Province:`` / ``Prefecture:`` / ``Admin1:``,
   ``City:`` / ``Town:`` / ``Place:``, ``Coordinates:`` / ``Location:`` / ``LOC`` / ``GPS``, separate
-  ``Latitude:`` / ``Longitude:``; markdown bold, bullets, JSON or Python-dict keys (``"lat": 48.8``) and
+  ``Latitude:`` / ``Longitude:``, and the optional ``Candidate:`` line of prompts with retrieval candidates
+  (``Candidate: 3``, ``Candidate: #3``, ``Candidate number: 3 (Paris)`` give 3; ``Candidate: none`` / ``no`` /
+  ``neither`` give :data:`CANDIDATE_NONE`; anything else, or no such line, gives None); markdown bold, bullets, JSON or Python-dict keys (``"lat": 48.8``) and
   several labels on one line all work, and when a label repeats, the last non-empty value wins;
 * numbers as decimal degrees with optional degree signs, degrees-minutes-seconds, and N/S/E/W hemispheres
   before or after the number (``48.85°N, 2.35°E``, ``33.9 S 151.2 E``, ``N 48°51'24"``).
@@ -45,6 +47,10 @@ MAX_ANSWER_CHARS = 8_192
 """Only the last 8 KiB of the answer region are parsed (a contract answer is about 100 characters)."""
 MAX_NAME_CHARS = 100
 """A country/region/city value longer than this is prose, not a name, and is dropped."""
+CANDIDATE_NONE = 0
+""":attr:`Prediction.candidate` of an answer that says ``Candidate: none`` (candidates are numbered from 1)."""
+MAX_CANDIDATE = 9999
+"""A larger ``Candidate:`` number is not a candidate number (None)."""
 _MAX_GAP_CHARS = 40  # the most text allowed between the two numbers of a pair
 _MAX_LABEL_WINDOW = 200  # how far a coordinate label's value may run past an empty line end
 
@@ -73,7 +79,9 @@ _EMPTY_VALUES = frozenset(
 class Prediction:
     """What a completion claims: each chain level and the coordinates, None where missing or invalid.
 
-    ``answer_found`` says whether an ``<answer>`` tag (opening or closing) was present at all.
+    ``answer_found`` says whether an ``<answer>`` tag (opening or closing) was present at all. ``candidate`` is
+    the number of the retrieval candidate the answer names (``Candidate: 3`` -> 3), :data:`CANDIDATE_NONE`
+    (0) for ``Candidate: none``, None when there is no readable ``Candidate:`` line.
     """
 
     country: str | None = None
@@ -82,6 +90,7 @@ class Prediction:
     lat: float | None = None
     lon: float | None = None
     answer_found: bool = False
+    candidate: int | None = None
 
     @property
     def has_coordinates(self) -> bool:
@@ -261,7 +270,7 @@ def _valid_pair(lat: float, lon: float) -> bool:
 # ----------------------------------------------------------------------------------------------------- labels
 
 _LEVELS = ("country", "region", "city")
-_KINDS = ("coords", *_LEVELS, "lat", "lon")
+_KINDS = ("coords", *_LEVELS, "lat", "lon", "candidate")
 _B = r"(?:\*\*|__)?"  # optional markdown bold
 _LABEL = re.compile(
     r"(?<![A-Za-z0-9_])" + _B + r"[\"']?"
@@ -277,6 +286,7 @@ _LABEL = re.compile(
     r"(?:[ \t]{0,2}(?:/|or)[ \t]{0,2}(?:city|town|place|village|locality)){0,2})"
     r"|(?P<lat>latitude|lat)"
     r"|(?P<lon>longitude|lon|lng|long)"
+    r"|(?P<candidate>candidate(?:[ \t]{0,2}(?:number|num|no\.?|id|\#))?)"
     r")"
     r"[\"']?"
     + _B
@@ -291,6 +301,11 @@ _LON_BEFORE_LAT = re.compile(r"(?:lon|lng|long)\w*[^a-z]{1,5}lat", re.IGNORECASE
 _QUOTED = re.compile(r"\"((?:[^\"\\\n]|\\.){0,300})\"|'([^'\n]{0,300})'")
 _TRAILING_PAREN_WITH_DIGIT = re.compile(r"[ \t]*[(\[][^()\[\]]{0,60}\d[^()\[\]]{0,60}[)\]]$")
 _STRIP_CHARS = " \t\r\n*_`\"'.,;:{}[]|-"
+_CANDIDATE_NUMBER = re.compile(r"[\s*_`\"'(\[]{0,6}(?:no\.?|number|num)?[ \t]{0,2}\#?[ \t]{0,2}(\d{1,6})(?![\d.]\d)")
+_CANDIDATE_NONE = re.compile(
+    r"[\s*_`\"'(\[]{0,6}(?:none|no|null|nil|n/a|neither|no[ \t]candidate|not[ \t]any|-+)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 
 
 def _clean_name(raw: str) -> str | None:
@@ -316,6 +331,16 @@ def _clean_name(raw: str) -> str | None:
     return value
 
 
+def _candidate_value(raw: str) -> int | None:
+    """A ``Candidate:`` label's value: its number (1..:data:`MAX_CANDIDATE`), :data:`CANDIDATE_NONE` for
+    none, or None when it is neither."""
+    m = _CANDIDATE_NUMBER.match(raw)
+    if m:
+        k = int(m.group(1))
+        return k if 1 <= k <= MAX_CANDIDATE else None
+    return CANDIDATE_NONE if _CANDIDATE_NONE.match(raw) else None
+
+
 def _coordinate_window(region: str, start: int, stop: int) -> str:
     """The text a coordinate label governs: the rest of its line, or the next lines when the value opens there.
 
@@ -335,6 +360,7 @@ def _parse(text: str) -> Prediction:
     coord_pair: tuple[float, float] | None = None
     lat_value: float | None = None
     lon_value: float | None = None
+    candidate: int | None = None
     labels = list(_LABEL.finditer(region))
     for i, m in enumerate(labels):
         stop = labels[i + 1].start() if i + 1 < len(labels) else len(region)
@@ -344,6 +370,11 @@ def _parse(text: str) -> Prediction:
             name = _clean_name(region[m.end() : line_end if line_end >= 0 else stop])
             if name is not None:
                 names[kind] = name
+        elif kind == "candidate":
+            line_end = region.find("\n", m.end(), stop)
+            value = _candidate_value(region[m.end() : line_end if line_end >= 0 else stop])
+            if value is not None:
+                candidate = value
         elif kind == "coords":
             window = _coordinate_window(region, m.end(), stop)
             lon_first = bool(_LON_BEFORE_LAT.search(m.group(0)))
@@ -375,6 +406,7 @@ def _parse(text: str) -> Prediction:
         lat=lat,
         lon=lon,
         answer_found=found,
+        candidate=candidate,
     )
 
 

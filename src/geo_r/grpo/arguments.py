@@ -1,6 +1,8 @@
 """Command-line arguments of the GRPO entrypoint, beside TRL's ``GRPOConfig`` and ``ModelConfig``.
 
-Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run.
+Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run. The
+trainer's own settings (vision freezing and reuse, group filtering) are fields of
+:class:`geo_r.trainer.config.GeoGRPOConfig`, which the entrypoint parses in place of TRL's ``GRPOConfig``.
 ``VLMR1CompatArguments`` holds flags that VLM-R1 / Geo-R scripts pass but that have no direct meaning in
 Geo-R: they are accepted so those scripts run unchanged, and each one is honoured, renamed or ignored with
 a warning that says why (see :mod:`geo_r.grpo.compat`). Nothing is silently ignored.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from geo_r.data.candidates import CANDIDATES_HELP, NUM_CANDIDATES_HELP, RADIUS_HELP
 from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from geo_r.geo.candidates import DEFAULT_NUM_CANDIDATES, DEFAULT_RADIUS_KM
 from geo_r.models.arguments import GeoModelArguments
 
 __all__ = ["GeoModelArguments", "GeoScriptArguments", "VLMR1CompatArguments"]
@@ -66,7 +70,8 @@ class GeoScriptArguments:
         default_factory=lambda: list(DEFAULT_REWARD_FUNCS),
         metadata={
             "help": "Reward functions by name, from geo_r.rewards.REWARD_FUNCS: format, distance (aliases accuracy, "
-            "haversine), region, geo_r_paper. Weighted with --reward_weights; each is logged as "
+            "haversine), region, geo_r_paper, candidate (the answer's 'Candidate: k' line; needs --candidates or "
+            "records with a 'candidates' field). Weighted with --reward_weights; each is logged as "
             "rewards/<name>/mean."
         },
     )
@@ -97,6 +102,9 @@ class GeoScriptArguments:
             "checks."
         },
     )
+    candidates: str | None = field(default=None, metadata={"help": CANDIDATES_HELP})
+    num_candidates: int = field(default=DEFAULT_NUM_CANDIDATES, metadata={"help": NUM_CANDIDATES_HELP})
+    candidate_radius_km: float = field(default=DEFAULT_RADIUS_KM, metadata={"help": RADIUS_HELP})
     skip_invalid: bool = field(
         default=False,
         metadata={
@@ -118,33 +126,6 @@ class GeoScriptArguments:
             "so the region reward has a true chain for every record."
         },
     )
-    group_filter: str = field(
-        default="none",
-        metadata={
-            "help": "Online group filtering (DAPO's dynamic sampling). 'zero_std': a group whose rewards all agree "
-            "(within --group_filter_tol) has zero advantage and teaches nothing; it is dropped and groups of further "
-            "training prompts are rolled out until every process holds a full batch, or --group_filter_max_tries "
-            "extra rollouts were made (rows still missing are filled with dropped rows whose loss is masked). The "
-            "log shows group_filter/filtered_frac, extra_completions, extra_rollouts and masked_frac; rewards and "
-            "geo metrics in the log cover every rollout. 'none': off, TRL's batch as is.",
-            "choices": ["none", "zero_std"],
-        },
-    )
-    group_filter_tol: float = field(
-        default=1e-4,
-        metadata={
-            "help": "--group_filter zero_std: a group agrees when its total weighted reward spans at most this "
-            "(max - min); with --multi_objective_aggregation normalize_then_sum, when every reward function's does. "
-            "1e-4 is the epsilon TRL adds to the std: below it, group scaling turns noise into full advantages."
-        },
-    )
-    group_filter_max_tries: int = field(
-        default=3,
-        metadata={
-            "help": "--group_filter zero_std: at most this many extra rollouts (each the size of the generation "
-            "batch) per generation batch. 0 drops flat groups from the loss without replacing them."
-        },
-    )
     data_cache_dir: str | None = field(
         default=None,
         metadata={
@@ -152,8 +133,8 @@ class GeoScriptArguments:
             "per node by its first process and shared by every rank (one copy in the page cache), reused by any "
             "later run with the same data files and options. Default: <output_dir>/_data_cache (push_to_hub skips "
             "it). Point it at a folder shared across experiments (a node-local disk or a project scratch folder) to "
-            "build a large set once for every run. 'none': no cache, every rank loads and builds the set in its own memory (the "
-            "behaviour before the cache). See docs/scale.md."
+            "build a large set once for every run. 'none': no cache, every rank loads and builds the set in its own "
+            "memory (the behaviour before the cache). See docs/scale.md."
         },
     )
     rebuild_data_cache: bool = field(

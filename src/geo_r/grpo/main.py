@@ -57,13 +57,15 @@ def _complete_bare_flags(argv: list[str], dataclass_types: Sequence[type]) -> li
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple:
-    """Parse flags (and an optional ``--config recipe.yaml``) into Geo-R's, TRL's and compatibility dataclasses."""
-    from trl import GRPOConfig, TrlParser
+    """Parse flags (and an optional ``--config recipe.yaml``) into Geo-R's, TRL's and compatibility dataclasses:
+    ``(script, rewards, model, compat, GeoGRPOConfig)``."""
+    from trl import TrlParser
 
     from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
     from geo_r.rewards import RewardArguments
+    from geo_r.trainer.config import GeoGRPOConfig
 
-    types = (GeoScriptArguments, RewardArguments, GeoModelArguments, VLMR1CompatArguments, GRPOConfig)
+    types = (GeoScriptArguments, RewardArguments, GeoModelArguments, VLMR1CompatArguments, GeoGRPOConfig)
     args = _complete_bare_flags(_prepare_argv(list(sys.argv[1:] if argv is None else argv)), types)
     parser = TrlParser(types, description=DESCRIPTION)
     return parser.parse_args_and_config(args)
@@ -76,12 +78,16 @@ def _setup_logging(training_args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Validate the data, load model and processor, and run GRPO until the configured number of steps."""
-    script, reward_args, model_args, compat, training = parse_args(argv)
+    try:
+        script, reward_args, model_args, compat, training = parse_args(argv)
+    except ValueError as exc:  # a value out of range (GeoGRPOConfig / GRPOConfig checks): said, no traceback
+        raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     _setup_logging(training)
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
+    from geo_r.data.candidates import check_candidate_options
     from geo_r.data.mixture import is_mixture_config
     from geo_r.grpo.compat import reconcile
     from geo_r.grpo.training_data import load_training_data
@@ -92,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
     from geo_r.runtime.distributed import shutdown_process_group
     from geo_r.runtime.preemption import StopRequestCallback
-    from geo_r.trainer.group_filter import GroupFilterConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+    from geo_r.trainer.vllm_colocate import close_colocated_engine
 
     try:
-        group_filter = GroupFilterConfig(script.group_filter, script.group_filter_tol, script.group_filter_max_tries)
+        check_candidate_options(script.num_candidates, script.candidate_radius_km)
     except ValueError as exc:
         raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     for note in reconcile(script, model_args, compat, training):
@@ -131,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f.__name__ + (f" (--paper_format {f.format_check})" if hasattr(f, "format_check") else "")
         for f in reward_funcs))
 
-    train_ds, val_ds = load_training_data(script, training)
+    train_ds, val_ds = load_training_data(script, training, [f.__name__ for f in reward_funcs])
     if val_ds is not None and training.eval_strategy == "no":
         logger.warning(
             "--val_split_ratio %s holds out %d records that are never evaluated: add --eval_strategy steps",
@@ -154,10 +160,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         eval_dataset=val_ds if training.eval_strategy != "no" else None,
         processing_class=processor,
         peft_config=build_lora_config(model_args),
-        freeze_vision_modules=model_args.freeze_vision_modules,
-        vision_reuse=model_args.vision_reuse,
-        vision_cache_max_bytes=model_args.vision_cache_max_mb * 2**20,
-        group_filter=group_filter,
     )
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)
@@ -167,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if stop.stopped_at is None:
             trainer.save_model(training.output_dir)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     if stop.stopped_at is None:
         trainer.save_state()
@@ -177,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stop.acknowledge(training.process_index == 0)
     if heartbeat is not None:
         heartbeat.stop()
+    close_colocated_engine(trainer)  # before the process group: the engine closes the groups it joined
     shutdown_process_group()
 
 

@@ -1,8 +1,9 @@
 """Reward functions for GRPO, selected by name from one registry (``--reward_funcs format distance region``).
 
 Importing this package registers every built-in reward: ``format`` (the strict answer contract),
-``distance`` (aliases ``accuracy``, ``haversine``), ``region`` (region-chain consistency) and
-``geo_r_paper`` (the Geo-R paper's format x distance). Each follows TRL's contract
+``distance`` (aliases ``accuracy``, ``haversine``), ``region`` (region-chain consistency),
+``geo_r_paper`` (the Geo-R paper's format x distance) and ``candidate`` (the answer's ``Candidate: k`` line,
+for prompts with retrieval candidates). Each follows TRL's contract
 ``fn(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]``, never raises and never
 returns NaN; settings come from :class:`RewardArguments`.
 """
@@ -10,7 +11,7 @@ returns NaN; settings come from :class:`RewardArguments`.
 from __future__ import annotations
 
 # The reward modules are imported for their @register side effect.
-from geo_r.rewards import composite, distance, format, region  # noqa: F401
+from geo_r.rewards import candidate, composite, distance, format, region  # noqa: F401
 from geo_r.rewards.args import RewardArguments
 from geo_r.rewards.registry import REFUSED_REWARDS, REWARD_FUNCS, build_reward, get_reward_funcs, register
 

@@ -3,7 +3,8 @@
 r_distance is always the paper's piecewise-linear map (1 at 0 km, 0.5 at 750, 0.2 at 2500, 0 at 20,000 km),
 whatever ``--distance_reward`` says. The paper's r_format is 1 only when the output holds exactly one valid
 (lat, lon) pair, comma-separated inside parentheses. Ours is the ``format`` reward, which requires that and
-more: the contract's tags and all three chain levels, which the Geo-R prompt asks for too. So every answer
+more: the contract's tags and all three chain levels, which the Geo-R prompt asks for too (and the
+``Candidate:`` line when the prompt lists retrieval candidates). So every answer
 scoring > 0 here also passes the paper's check; an answer that has the one pair but drops the tags or the
 chain scores 0 here and could score > 0 in the paper. A model warm-started on contract answers writes
 the full contract, where the two agree. ``--paper_format exact`` applies the paper's check to the letter
@@ -25,7 +26,7 @@ from geo_r.geo.distance import haversine_km
 from geo_r.rewards.args import RewardArguments
 from geo_r.rewards.common import RewardFunc, column, completion_text, true_coordinates
 from geo_r.rewards.distance import paper_reward, prediction_error_km
-from geo_r.rewards.format import follows_contract, paper_pair
+from geo_r.rewards.format import candidate_counts, follows_contract, paper_pair
 from geo_r.rewards.registry import register
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ def make_geo_r_paper_reward(args: RewardArguments) -> RewardFunc:
             logged = True
         n = len(completions)
         lats, lons = column(kwargs, "lat", n), column(kwargs, "lon", n)
+        counts = candidate_counts(kwargs, n)
         out: list[float | None] = []
-        for completion, lat, lon in zip(completions, lats, lons, strict=True):
+        for completion, lat, lon, k in zip(completions, lats, lons, counts, strict=True):
             text = completion_text(completion)
             if exact:
                 error_km, truth_ok = _exact_error_km(text, lat, lon)
@@ -72,7 +74,7 @@ def make_geo_r_paper_reward(args: RewardArguments) -> RewardFunc:
                 error_km, truth_ok = prediction_error_km(text, lat, lon)
             if not truth_ok:
                 out.append(None)
-            elif error_km is None or (not exact and not follows_contract(text)):
+            elif error_km is None or (not exact and not follows_contract(text, k)):
                 out.append(0.0)
             else:
                 out.append(float(paper_reward(error_km)))

@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from geo_r.data.candidates import CANDIDATES_HELP, NUM_CANDIDATES_HELP, RADIUS_HELP
 from geo_r.defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from geo_r.geo.candidates import DEFAULT_NUM_CANDIDATES, DEFAULT_RADIUS_KM
 from geo_r.sft.examples import TARGETS
 
 
@@ -50,6 +52,10 @@ class SFTScriptArguments:
     replace_questions: bool = field(
         default=False, metadata={"help": "Ask --question (or the default question) of every record."}
     )
+    freeze_vision_modules: bool = field(
+        default=False,
+        metadata={"help": "Freeze the vision tower (model.model.visual, merger included); train the language model only."},
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata={"help": "Largest image area after resizing; keep it equal to GRPO's --max_pixels (default 401408)."},
@@ -67,6 +73,9 @@ class SFTScriptArguments:
         default=True,
         metadata={"help": "Fill missing country / region / city offline from lat/lon before rendering answers."},
     )
+    candidates: str | None = field(default=None, metadata={"help": CANDIDATES_HELP})
+    num_candidates: int = field(default=DEFAULT_NUM_CANDIDATES, metadata={"help": NUM_CANDIDATES_HELP})
+    candidate_radius_km: float = field(default=DEFAULT_RADIUS_KM, metadata={"help": RADIUS_HELP})
     merge_lora: bool = field(
         default=True,
         metadata={

@@ -13,6 +13,13 @@ The answer (``target``):
 * ``solution``: the gpt turn whenever there is a non-blank one, whatever its form; rendered otherwise;
 * ``render``: always rendered (e.g. to drop a teacher model's free-text answers).
 
+With retrieval candidates (``record.candidates``) the question gains the candidate list
+(:func:`geo_r.prompts.question_with_candidates`, as in GRPO) and a rendered answer gains its
+``Candidate:`` line by :func:`geo_r.geo.candidates.candidate_target`: the nearest candidate k with *its*
+coordinates when it lies within 1 km of the truth (``copied``), k with the true coordinates when within 25 km
+(``named``), else ``Candidate: none`` with the true coordinates (``none``). ``auto`` keeps a gpt turn only
+when it follows the contract for that prompt, ``Candidate:`` line included.
+
 A record whose answer must be rendered but whose chain is incomplete (no country, region or city even after
 offline derivation) is skipped and counted, as is one whose texts hold a media placeholder LLaMA-Factory
 would count (``<image>`` in the answer, ``<video>``/``<audio>`` anywhere). Nothing here raises on bad data.
@@ -36,6 +43,10 @@ REPLACED = "replaced"  # auto: the gpt turn did not follow the contract, so the 
 SKIP_INCOMPLETE_CHAIN = "incomplete_chain"
 SKIP_MEDIA_PLACEHOLDER = "media_placeholder_in_text"
 SKIP_PLACEHOLDER_COUNT = "placeholder_count"
+# The Candidate line of a rendered answer (prompts with retrieval candidates).
+CANDIDATE_COPIED = "copied"
+CANDIDATE_NAMED = "named"
+CANDIDATE_NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class SFTBuildReport:
     answers: Counter[str] = field(default_factory=Counter)  # FROM_SOLUTION / RENDERED / REPLACED
     skipped: Counter[str] = field(default_factory=Counter)
     first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> "source: detail"
+    candidate_lines: Counter[str] = field(default_factory=Counter)  # rendered answers: copied / named / none
 
     @property
     def examples(self) -> int:
@@ -72,6 +84,12 @@ class SFTBuildReport:
         ]
         if self.answers[REPLACED]:
             parts.append(f"{self.answers[REPLACED]} gpt turn(s) outside the answer contract replaced by a rendered answer")
+        if self.candidate_lines:
+            c = self.candidate_lines
+            parts.append(
+                f"Candidate lines of rendered answers: {c[CANDIDATE_COPIED]} copy a candidate within 1 km, "
+                f"{c[CANDIDATE_NAMED]} name one within 25 km, {c[CANDIDATE_NONE]} none"
+            )
         line = f"{self.records} record(s) -> {self.examples} SFT example(s): " + ", ".join(parts)
         if self.skipped:
             reasons = ", ".join(f"{k}: {n}" for k, n in self.skipped.most_common())
@@ -101,7 +119,7 @@ def choose_answer(record: GeoRecord, target: str = "auto") -> tuple[str | None, 
     if solution is not None and target == "auto":
         from geo_r.rewards.format import follows_contract
 
-        if follows_contract(solution):
+        if follows_contract(solution, len(record.candidates or ())):
             return solution, FROM_SOLUTION
     rendered = render_from_chain(record)
     if rendered is None:
@@ -112,7 +130,8 @@ def choose_answer(record: GeoRecord, target: str = "auto") -> tuple[str | None, 
 def render_from_chain(record: GeoRecord) -> str | None:
     """The Chain-of-Region answer for the record's own chain and coordinates; None when a level is unknown.
 
-    A missing country name is taken from ``country_code`` (ISO name via pycountry) when there is one.
+    A missing country name is taken from ``country_code`` (ISO name via pycountry) when there is one. With
+    candidates, the ``Candidate:`` line and coordinates follow :func:`geo_r.geo.candidates.candidate_target`.
     """
     from geo_r.prompts import render_answer
 
@@ -124,7 +143,24 @@ def render_from_chain(record: GeoRecord) -> str | None:
     region, city = _clean(record.region), _clean(record.city)
     if country is None or region is None or city is None:
         return None
+    if record.candidates:
+        from geo_r.geo.candidates import candidate_target
+
+        k, lat, lon = candidate_target(record.candidates, record.lat, record.lon)
+        return render_answer(country, region, city, lat, lon, candidate=k)
     return render_answer(country, region, city, record.lat, record.lon)
+
+
+def candidate_line_kind(record: GeoRecord) -> str | None:
+    """How a rendered answer of ``record`` names a candidate (copied / named / none); None without candidates."""
+    if not record.candidates:
+        return None
+    from geo_r.geo.candidates import COPY_KM, NAME_KM, nearest_candidate
+
+    found = nearest_candidate(record.candidates, record.lat, record.lon)
+    if found is None or found[1] > NAME_KM:
+        return CANDIDATE_NONE
+    return CANDIDATE_COPIED if found[1] <= COPY_KM else CANDIDATE_NAMED
 
 
 def _clean(value: str | None) -> str | None:
@@ -145,10 +181,11 @@ def build_sft_examples(
     """SFT examples for ``records`` and the report of what was chosen and skipped.
 
     ``question`` (default :data:`geo_r.prompts.DEFAULT_QUESTION`) is asked of records without their own human
-    turn, or of every record with ``replace_questions``: the same rule as the GRPO dataset. Chains are used as
-    they are; load the records with ``derive_chains=True`` to fill missing levels offline first.
+    turn, or of every record with ``replace_questions``: the same rule as the GRPO dataset, and its retrieval
+    candidates follow it (:func:`geo_r.prompts.question_with_candidates`). Chains are used as they are; load
+    the records with ``derive_chains=True`` to fill missing levels offline first.
     """
-    from geo_r.prompts import DEFAULT_QUESTION
+    from geo_r.prompts import DEFAULT_QUESTION, question_with_candidates
 
     if target not in TARGETS:
         raise ValueError(f"unknown SFT target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -157,6 +194,7 @@ def build_sft_examples(
     examples: list[SFTExample] = []
     for record in records:
         text = default_question if replace_questions or record.question is None else record.question
+        text = question_with_candidates(text, record.candidates)
         answer, how = choose_answer(record, target)
         reason, detail = None, ""
         if answer is None:
@@ -178,6 +216,8 @@ def build_sft_examples(
             continue
         assert answer is not None
         report.answers[how] += 1
+        if how != FROM_SOLUTION and (kind := candidate_line_kind(record)) is not None:
+            report.candidate_lines[kind] += 1
         examples.append(
             SFTExample(
                 id=record.id,

@@ -16,7 +16,8 @@ LLaMA-Factory's rules, each held by construction: turns alternate user / assista
 equals the number of images (else it aborts the run); image paths are relative to ``media_dir`` (default:
 ``--out_dir``), which LLaMA-Factory joins them with. The question is the one GRPO asks (the record's human
 turn, else :data:`geo_r.prompts.DEFAULT_QUESTION`) with the images first when it has no placeholder: the
-same tokens as the GRPO prompt. The answer follows :mod:`geo_r.sft.examples` (``--target``).
+same tokens as the GRPO prompt (retrieval candidates included, ``--candidates``). The answer follows
+:mod:`geo_r.sft.examples` (``--target``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from geo_r.atomic_io import atomic_write, write_json_atomic
+from geo_r.data.candidates import add_candidate_arguments
 from geo_r.sft.examples import TARGETS, SFTExample
 
 logger = logging.getLogger(__name__)
@@ -167,15 +169,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip_invalid", action="store_true", help="drop invalid records (counted) instead of stopping")
     parser.add_argument("--no_check_images", action="store_true", help="do not open every image first")
     parser.add_argument("--no_derive_chains", action="store_true", help="do not fill missing chains offline from lat/lon")
+    add_candidate_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load and validate the records, build the examples, write the export and print what to put in the yaml."""
     from geo_r.data import DataConfigError, DataValidationError, load_records
+    from geo_r.data.candidates import attach_from_args, check_candidate_options
     from geo_r.sft.examples import build_sft_examples
 
     logging.basicConfig(format="[geo-r %(levelname)s] %(message)s", level=logging.INFO)
     try:
+        check_candidate_options(args.num_candidates, args.candidate_radius_km)
         records, _ = load_records(
             args.data_file_paths,
             args.image_folders,
@@ -183,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             check_images=not args.no_check_images,
             derive_chains=not args.no_derive_chains,
         )
-    except (DataConfigError, DataValidationError) as exc:
+        attach_from_args(records, args)
+    except (DataConfigError, DataValidationError, ValueError) as exc:
         print(f"geo-r export-sft: {exc}", file=sys.stderr)
         return 1
     examples, report = build_sft_examples(

@@ -107,6 +107,7 @@ def build_sft_trainer(
     from trl import SFTTrainer
 
     from geo_r.data import load_records, split_dataset
+    from geo_r.data.candidates import attach_from_args, check_candidate_options
     from geo_r.data.skip_images import skip_unreadable_images
     from geo_r.models.loading import (
         freeze_vision_tower,
@@ -123,6 +124,10 @@ def build_sft_trainer(
         raise SFTSetupError("--data_file_paths is required (a.jsonl:b.jsonl)")
     if not model_args.model_name_or_path:
         raise SFTSetupError("--model_name_or_path is required")
+    try:
+        check_candidate_options(script.num_candidates, script.candidate_radius_km)
+    except ValueError as exc:
+        raise SFTSetupError(str(exc)) from None
     if getattr(training, "assistant_only_loss", False):
         logger.warning(
             "--assistant_only_loss: the SFT rows are prompt-completion, so the loss already falls on the assistant "
@@ -141,6 +146,7 @@ def build_sft_trainer(
         check_images=script.check_images and (script.skip_invalid or training.local_process_index == 0),
         derive_chains=script.derive_chains,
     )
+    attach_from_args(records, script)  # --candidates: retrieval candidates in the prompt and the targets
     examples, report = build_sft_examples(
         records, script.question, script.target, replace_questions=script.replace_questions
     )
@@ -161,7 +167,7 @@ def build_sft_trainer(
         dtype=resolve_dtype(model_args.dtype, bf16=bool(training.bf16), fp16=bool(training.fp16)),
         attn_implementation=resolve_attn_implementation(model_args.attn_implementation),
     )
-    if model_args.freeze_vision_modules:
+    if script.freeze_vision_modules:
         logger.info("froze the vision tower: %d parameters", freeze_vision_tower(model))
     trainer = SFTTrainer(
         model=model,
@@ -215,7 +221,7 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
     from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
     from geo_r.runtime.preemption import StopRequestCallback
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="SFT training")
@@ -234,8 +240,7 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
     try:
         trainer.train(resume_from_checkpoint=resume)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     out = Path(training.output_dir)
     if stop.stopped_at is None:

@@ -60,12 +60,19 @@ def open_training_cache(
     skip_invalid: bool = False,
     check_images: bool = True,
     derive_chains: bool = False,
+    candidates: str | None = None,
+    num_candidates: int | None = None,
+    candidate_radius_km: float | None = None,
     prefer_builder: bool = True,
     rebuild: bool = False,
     progress: str = "auto",
 ) -> TrainingCache:
     """The training set of ``data_file_paths`` (+ ``image_folders``) or of the ``mixture`` yaml, from its cache
-    under ``root`` (built first when there is none). Data problems raise as :func:`geo_r.data.load_records` does."""
+    under ``root`` (built first when there is none). Data problems raise as :func:`geo_r.data.load_records` does.
+
+    ``candidates`` (a ``geo-r retrieve`` neighbours file, ``--candidates``) gives every record its retrieval
+    candidates (:func:`geo_r.data.candidates.attach_candidates`): the builder then loads the records whole, as
+    for a mixture, attaches them and writes them; the file and both options are part of the key."""
     from geo_r.data.cache.build import build_from_files, build_from_records, log_report
     from geo_r.data.sources import pair_sources
     from geo_r.prompts import DEFAULT_QUESTION
@@ -91,10 +98,25 @@ def open_training_cache(
         sources = pair_sources(data_file_paths, image_folders)
         files = [file_identity(s.path) for s in sources]
         options["image_folders"] = [s.image_folder for s in sources]
+    if candidates:
+        from geo_r.data.candidates import check_candidate_options
+        from geo_r.geo.candidates import DEFAULT_NUM_CANDIDATES, DEFAULT_RADIUS_KM
+
+        num_candidates = DEFAULT_NUM_CANDIDATES if num_candidates is None else num_candidates
+        candidate_radius_km = DEFAULT_RADIUS_KM if candidate_radius_km is None else candidate_radius_km
+        check_candidate_options(num_candidates, candidate_radius_km)
+        files = [*files, file_identity(candidates)]
+        options.update(candidates=os.path.abspath(candidates), num_candidates=num_candidates,
+                       candidate_radius_km=candidate_radius_km)
     key, lineage = cache_key(files, options)
 
     def build(folder: Path) -> dict[str, Any]:
-        if sources is not None:
+        if candidates:
+            data = _build_with_candidates(
+                folder, (data_file_paths, image_folders) if sources is not None else None, mixture, image_root, seed, resolved_question, replace_questions, skip_invalid,
+                check_images, derive_chains, candidates, num_candidates, candidate_radius_km, progress,
+            )
+        elif sources is not None:
             data = build_from_files(
                 folder, sources, question=resolved_question, replace_questions=replace_questions,
                 skip_invalid=skip_invalid, check_images=check_images, derive_chains=derive_chains, progress=progress,
@@ -106,6 +128,8 @@ def open_training_cache(
 
     folder, manifest, built = open_or_build(root, key, build, prefer_builder=prefer_builder, rebuild=rebuild)
     log_report(manifest["report"], skip_invalid=skip_invalid)
+    if manifest.get("candidates_summary") and not built:
+        logger.info("%s (cached)", manifest["candidates_summary"])
     if built:
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         logger.info(
@@ -135,12 +159,37 @@ def open_cached_dataset(folder: str | os.PathLike[str], manifest: dict[str, Any]
     rows = MemoryMappedTable.from_file(str(folder / ROWS_FILE))
     extras = [(name, type_from_text(text)) for name, text in manifest["extras"]]
     dataset = datasets.Dataset(rows, info=datasets.DatasetInfo(features=rows_features()), fingerprint=manifest["key"])
-    return dataset.with_transform(CachedRows(str(folder / TEXTS_FILE), extras))
+    return dataset.with_transform(CachedRows(str(folder / TEXTS_FILE), extras, author=bool(manifest["with_author"]),
+                                             candidates=bool(manifest["with_candidates"])))
 
 
 def _build_mixture(folder, mixture, image_root, seed, question, replace, skip_invalid, check_images, derive_chains,
                    build_from_records) -> dict[str, Any]:
     """Load a mixture's draw (whole, in the builder only) and write it."""
+    records, summary = _load_mixture(mixture, image_root, seed, skip_invalid, check_images, derive_chains)
+    return build_from_records(folder, records, summary, question=question, replace_questions=replace)
+
+
+def _build_with_candidates(folder, files, mixture, image_root, seed, question, replace, skip_invalid, check_images,
+                           derive_chains, candidates, num_candidates, radius_km, progress) -> dict[str, Any]:
+    """Load the records whole (in the builder only), give them their retrieval candidates, write them."""
+    from geo_r.data import load_records
+    from geo_r.data.cache.build import build_from_records, report_summary
+    from geo_r.data.candidates import attach_candidates
+
+    if files is not None:
+        records, report = load_records(*files, skip_invalid=skip_invalid, check_images=check_images,
+                                       derive_chains=derive_chains, progress=progress)
+        summary = report_summary(report)
+    else:
+        records, summary = _load_mixture(mixture, image_root, seed, skip_invalid, check_images, derive_chains)
+    found = attach_candidates(records, candidates, num_candidates=num_candidates, radius_km=radius_km)
+    data = build_from_records(folder, records, summary, question=question, replace_questions=replace)
+    return {**data, "candidates_summary": found.summary()}
+
+
+def _load_mixture(mixture, image_root, seed, skip_invalid, check_images, derive_chains) -> tuple[list[Any], dict]:
+    """A mixture's draw and what the manifest keeps of its report."""
     from geo_r.data.mixture import load_mixture
 
     records, report = load_mixture(mixture, image_root=image_root, seed=seed, skip_invalid=skip_invalid,
@@ -157,7 +206,7 @@ def _build_mixture(folder, mixture, image_root, seed, question, replace, skip_in
         "images_checked": report.images_checked,
         "chains_derived": report.chains_derived,
     }
-    return build_from_records(folder, records, summary, question=question, replace_questions=replace)
+    return records, summary
 
 
 def _geocoder_version() -> str:

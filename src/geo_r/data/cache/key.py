@@ -7,7 +7,8 @@ write changes the modification time. The sampled bytes also catch a different fi
 and time preserved (``cp -p``, ``rsync -t``) wherever its first or last MiB differs. Options that change the
 rows are part of the key too: the question (resolved, so a changed default counts), --replace_questions,
 --skip_invalid, --check_images, --derive_chains (with the reverse geocoder's version), the mixture's seed and
---image_root, each file's image folder, the cache format and Geo-R's version. Image files themselves are not:
+--image_root, each file's image folder, a --candidates neighbours file (as a data file) with --num_candidates and
+--candidate_radius_km, the cache format and Geo-R's version. Image files themselves are not:
 they are checked when the cache is built (an image that breaks later is still skipped when its row is read);
 ``--rebuild_data_cache`` rebuilds after images changed.
 """
@@ -20,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-CACHE_FORMAT = 1  # bump when the files' layout or the way rows are built changes
+CACHE_FORMAT = 2  # bump when the files' layout or the way rows are built changes (2: author, candidates)
 _SAMPLE = 1 << 20
 
 

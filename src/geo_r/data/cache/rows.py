@@ -26,13 +26,15 @@ class CachedRows:
     ``texts_file`` (``texts.arrow``) is memory-mapped on first use, in every process that uses the transform;
     pickling (a DataLoader worker) carries the path, not the texts."""
 
-    def __init__(self, texts_file: str, extras: Sequence[tuple[str, Any]]) -> None:
+    def __init__(self, texts_file: str, extras: Sequence[tuple[str, Any]], *, author: bool = False,
+                 candidates: bool = False) -> None:
         self.texts_file = texts_file
         self.extras = list(extras)  # (field name, Arrow type, or None for JSON text), in column order
+        self.author, self.candidates = author, candidates  # columns the in-memory set has when any row has one
         self._texts: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"texts_file": self.texts_file, "extras": self.extras, "_texts": None}
+        return {**self.__dict__, "_texts": None}
 
     def text(self, index: int | None) -> str | None:
         """Text number ``index`` of ``texts.arrow`` (None for None)."""
@@ -52,6 +54,10 @@ class CachedRows:
         }
         for name in PLAIN_COLUMNS:
             out[name] = batch[name]
+        if self.candidates:
+            out["candidates"] = batch["candidates"]
+        if self.author:
+            out["author"] = batch["author"]
         if self.extras:
             parsed = [json.loads(text) if text else {} for text in batch["extras"]]
             for name, arrow_type in self.extras:
@@ -60,7 +66,8 @@ class CachedRows:
 
     def column_names(self) -> list[str]:
         """The columns a row has, in order."""
-        return ["prompt", *PLAIN_COLUMNS, *(name for name, _ in self.extras)]
+        optional = [name for name, on in (("candidates", self.candidates), ("author", self.author)) if on]
+        return ["prompt", *PLAIN_COLUMNS, *optional, *(name for name, _ in self.extras)]
 
 
 def open_texts(path: str) -> Any:

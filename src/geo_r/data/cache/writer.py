@@ -4,7 +4,8 @@ Three files in the cache folder:
 
 * ``rows.arrow``: one row per record: ``q`` (index of its human-turn text in ``texts.arrow``), ``sys`` (index of
   its system turn, or null), ``images`` (paths, stored undecoded), ``id``, ``lat``, ``lon``, the chain fields,
-  ``solution`` and ``extras`` (the record's pass-through fields as one JSON object, or null);
+  ``solution``, ``author``, ``candidates`` (the retrieval candidates as the in-memory dataset's ``candidates``
+  column holds them, or null) and ``extras`` (the record's pass-through fields as one JSON object, or null);
 * ``texts.arrow``: each distinct human-turn or system text once (MP16-Pro's 567-character question is stored
   once, not on 4.12M rows). Texts are deduplicated through a table of the first 100,000 distinct ones, so a set
   where every row has its own text (a per-row addition such as retrieval candidates) costs no more than before;
@@ -25,7 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geo_r.data.dataset import content_blocks, has_empty_struct, question_text
+from geo_r.data.dataset import (
+    candidate_column_features,
+    candidate_rows,
+    content_blocks,
+    has_empty_struct,
+    question_text,
+)
 from geo_r.data.schema import CHAIN_FIELDS, RESERVED_COLUMNS, GeoRecord
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ def rows_features() -> Any:
             "lon": datasets.Value("float64"),
             **{name: datasets.Value("string") for name in CHAIN_FIELDS},
             "solution": datasets.Value("string"),
+            "author": datasets.Value("string"),
+            **candidate_column_features(),
             "extras": datasets.Value("string"),
         }
     )
@@ -81,14 +90,15 @@ def type_from_text(text: str | None) -> Any:
 
 class CacheWriter:
     """Appends chunks of records to ``rows.arrow`` / ``texts.arrow`` in ``folder``; :meth:`close` returns what the
-    manifest records (row and text counts, pass-through fields and their types)."""
+    manifest records (row and text counts, how many rows have an author and candidates, pass-through fields and
+    their types)."""
 
     def __init__(self, folder: Path, question: str, replace_questions: bool) -> None:
         import pyarrow as pa
 
         self.folder = folder
         self.question, self.replace = question, replace_questions
-        self.rows = 0
+        self.rows = self.with_author = self.with_candidates = 0
         self._rows_schema = rows_features().arrow_schema
         self._texts_schema = texts_features().arrow_schema
         self._rows_file = pa.OSFile(str(folder / ROWS_FILE), "wb")
@@ -130,6 +140,8 @@ class CacheWriter:
             "lon": [r.lon for r in records],
             **{name: [getattr(r, name) for r in records] for name in CHAIN_FIELDS},
             "solution": [r.solution for r in records],
+            "author": [r.author for r in records],
+            "candidates": [candidate_rows(r) for r in records],
             "extras": extras,
         }
         arrays = [pa.array(columns[f.name], type=f.type) for f in self._rows_schema]
@@ -139,6 +151,8 @@ class CacheWriter:
                 pa.RecordBatch.from_arrays([pa.array(new_texts, type=pa.string())], schema=self._texts_schema)
             )
         self.rows += len(records)
+        self.with_author += sum(r.author is not None for r in records)
+        self.with_candidates += sum(bool(r.candidates) for r in records)
 
     def _text(self, text: str, new_texts: list[str]) -> int:
         found = self._text_index.get(text)
@@ -187,7 +201,8 @@ class CacheWriter:
         return out
 
     def close(self) -> dict[str, Any]:
-        """Finish both files; the manifest's ``rows``, ``texts`` and ``extras`` ([name, type text or None])."""
+        """Finish both files; the manifest's ``rows``, ``texts``, ``with_author``, ``with_candidates`` and
+        ``extras`` ([name, type text or None])."""
         self._rows.close()
         self._rows_file.close()
         self._texts.close()
@@ -202,7 +217,8 @@ class CacheWriter:
                     name, self._json_reason.get(name, ""),
                 )
             fields.append([name, type_to_text(arrow_type)])
-        return {"rows": self.rows, "texts": self._n_texts, "extras": fields}
+        return {"rows": self.rows, "texts": self._n_texts, "with_author": self.with_author,
+                "with_candidates": self.with_candidates, "extras": fields}
 
     def abort(self) -> None:
         """Close the files after a failure (the caller removes the folder)."""
