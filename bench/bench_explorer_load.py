@@ -1,19 +1,21 @@
-"""How long ``explorer.html`` takes to open and respond in headless Chromium, at 1,000 and 10,000 rows side by side.
+"""How long ``explorer.html`` takes to open and respond in headless Chromium, at 1,000, 10,000 and 210,000 rows
+(OSV-5M's test set) side by side.
 
-Inputs (seeded): N synthetic evaluation records over 64 distinct 320 x 240 JPEG photos (each row still gets
-its own thumbnail, as in a real run), true points uniform on land-ish latitudes, completions rendered with
+Inputs (seeded): N synthetic evaluation records over 64 distinct 320 x 240 JPEG photos, each row's photo its own
+path (a hard link), so each row still gets its own thumbnail, as in a real run; true points uniform on land-ish latitudes, completions rendered with
 ``geo_r.prompts.render_answer`` 50-5,000 km off with a two-sentence reasoning, 5 % unparseable. The page is
 written by the same :func:`geo_r.eval.explorer.write_explorer` that ``geo-r eval`` calls, from the same
 scored rows (:func:`geo_r.eval.scoring.score_predictions`).
 
 Measured per size (median of --repeats page loads, each in a fresh browser page):
-* write_s: scoring excluded, thumbnails + JSON + page written (one run);
+* write_s: scoring excluded, thumbnails + row files + page written (one run); file_mb: the page and
+  explorer_files/ together; largest_file_mb: the largest single file (the page or one row file);
 * ready_ms: navigation start -> the table and map are drawn (the page sets body[data-ready]);
 * sort_ms / filter_ms / click_ms: one click on "error km", choosing one continent, clicking a row (the
   synchronous work of each handler, measured inside the page).
 
 Chromium: Debian's ``chromium`` via Playwright (``--chromium``, default /usr/bin/chromium), offline flags.
-Usage: ``python bench/bench_explorer_load.py [--sizes 1000 10000] [--repeats 3]
+Usage: ``python bench/bench_explorer_load.py [--sizes 1000 10000 210000] [--repeats 3]
 [--out bench/results/explorer_load.json]``.
 """
 
@@ -58,7 +60,9 @@ def make_eval(folder: Path, n: int, seed: int = 0) -> tuple[list[Any], dict[str,
     for i in range(n):
         lat, lon = rng.uniform(-45, 65), rng.uniform(-180, 180)
         rid = f"img_{i:05d}"
-        records.append(GeoRecord(id=rid, images=[photos[i % 64]], lat=lat, lon=lon))
+        own = folder / "img" / f"row_{i:07d}.jpg"
+        os.link(photos[i % 64], own)
+        records.append(GeoRecord(id=rid, images=[str(own)], lat=lat, lon=lon))
         if rng.random() < 0.05:
             completions[rid] = "I am not sure where this photo was taken."
             continue
@@ -91,7 +95,7 @@ def measure(page: Any, url: str) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 210_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "explorer_load.json"))
@@ -120,7 +124,10 @@ def main() -> int:
                 page.close()
             results[str(n)] = {
                 "rows": n,
-                "file_mb": round(path.stat().st_size / 2**20, 2),
+                "file_mb": round(sum(p.stat().st_size for p in [path, *(folder / "explorer_files").rglob("*")]
+                                     if p.is_file()) / 2**20, 2),
+                "largest_file_mb": round(max(p.stat().st_size for p in [path, *(folder / "explorer_files").rglob("*")]
+                                             if p.is_file()) / 2**20, 2),
                 "write_s": round(write_s, 2),
                 **{k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]},
                 "runs": runs,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REWARDS_MD = REPO / "docs" / "rewards.md"
-# Pages other branches add (docs/vllm.md, docs/retrieval.md, docs/scale.md); the README keeps a link slot for them.
-PAGES_FROM_OTHER_BRANCHES = {"docs/vllm.md", "docs/retrieval.md", "docs/scale.md"}
+# Pages other branches add (docs/vllm.md, docs/retrieval.md); the README keeps a link slot for them.
+PAGES_FROM_OTHER_BRANCHES = {"docs/vllm.md", "docs/retrieval.md"}
 
 
 def test_distance_map_table_is_what_the_maps_compute():

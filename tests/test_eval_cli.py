@@ -368,3 +368,45 @@ def test_run_eval_script_scores_a_predictions_file(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["n"] == 10 and metrics["threshold_rule"] == "<"  # extra arguments reach geo-r eval
     assert "# Geo-R evaluation: preds" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_predictions_read_once_outputs_follow_the_umask_and_thumbnails_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The predictions file (with samples) is parsed once; every output gets the mode the umask gives a plain
+    file (mkstemp alone made metrics.json and the explorer 0600); --explorer_thumbnails N makes N thumbnails."""
+    import stat
+
+    import geo_r.eval.predictions as predictions
+
+    jsonl, images = _toy(tmp_path, 10)
+    preds, _ = _known_predictions(tmp_path, jsonl)
+    lines = _lines(preds)
+    for line in lines:
+        line["samples"] = [line["completion"], line["completion"]]
+    preds.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    parsed: list[str] = []
+    original = predictions.iter_prediction_lines
+
+    def counting(path, **kwargs):
+        parsed.append(str(path))
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(predictions, "iter_prediction_lines", counting)
+    out = tmp_path / "scored"
+    old = os.umask(0o002)
+    try:
+        assert eval_main(["--predictions", str(preds), "--data_file_paths", str(jsonl), "--image_folders",
+                          str(images), "--output_dir", str(out), "--allow_missing", "--no_progress",
+                          "--explorer_thumbnails", "3"]) == 0
+    finally:
+        os.umask(old)
+    assert parsed == [str(preds)]
+    files = [out / n for n in ("metrics.json", "scores.jsonl", "report.md", "map.png", "explorer.html")]
+    files += [p for p in (out / "explorer_files").rglob("*") if p.is_file()]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o664)}
+    folders = [p for p in (out / "explorer_files").rglob("*") if p.is_dir()] + [out / "explorer_files"]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in folders} == {oct(0o775)}
+    assert len(list((out / "explorer_files").rglob("*.jpg"))) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_samples"] == 2  # the samples came from the same single read

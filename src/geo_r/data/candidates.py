@@ -288,14 +288,18 @@ def attach_from_args(records: Sequence[GeoRecord], args: object) -> CandidateRep
 def check_candidate_reward(records: Sequence[GeoRecord], reward_names: Sequence[str], command: str) -> None:
     """SystemExit when the ``candidate`` reward is selected but no record has candidates (it would score
     nothing: None on every row); a warning when only some have."""
+    check_candidate_counts(sum(bool(r.candidates) for r in records), len(records), reward_names, command)
+
+
+def check_candidate_counts(n: int, total: int, reward_names: Sequence[str], command: str) -> None:
+    """:func:`check_candidate_reward` from counts: ``n`` of ``total`` rows have candidates (a cached set)."""
     if "candidate" not in reward_names:
         return
-    n = sum(bool(r.candidates) for r in records)
     if n == 0:
         raise SystemExit(
             f"{command}: --reward_funcs candidate scores the answer's 'Candidate:' line, but no record has retrieval "
             "candidates: add --candidates NEIGHBOURS.jsonl (geo-r retrieve writes it) or drop the reward"
         )
-    if n < len(records):
+    if n < total:
         logger.warning("the candidate reward scores %d of %d record(s) (the others have no candidates: None)",
-                       n, len(records))
+                       n, total)

@@ -28,6 +28,7 @@ class RawRecord:
     value: Any = None
     error: str | None = None
     fatal: bool = False  # True when nothing after this point of the file can be read
+    end: int = 0  # bytes of the file read up to the end of this record (characters in a JSON array): progress
 
 
 def detect_format(path: str | Path) -> str:
@@ -53,8 +54,10 @@ def iter_raw_records(path: str | Path, fmt: str | None = None) -> Iterator[RawRe
 
 def _iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
     """One record per non-blank line; a line that is not valid JSON (or not UTF-8) is an error record."""
+    end = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            end += len(raw)
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
@@ -62,11 +65,11 @@ def _iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
             try:
                 value = json.loads(raw.decode("utf-8"))  # decoding first skips json's encoding sniffing
             except UnicodeDecodeError as exc:
-                yield RawRecord(lineno, None, error=f"malformed JSON line: not valid UTF-8 ({exc.reason})")
+                yield RawRecord(lineno, None, error=f"malformed JSON line: not valid UTF-8 ({exc.reason})", end=end)
             except ValueError as exc:
-                yield RawRecord(lineno, None, error=f"malformed JSON line: {_short(exc)}")
+                yield RawRecord(lineno, None, error=f"malformed JSON line: {_short(exc)}", end=end)
             else:
-                yield RawRecord(lineno, None, value=value)
+                yield RawRecord(lineno, None, value=value, end=end)
 
 
 def _short(exc: Exception) -> str:
@@ -87,6 +90,12 @@ class _ArrayStream:
         self.line = 1
         self.eof = False
         self.chunk = _CHUNK
+        self.read_total = 0  # characters read from the file so far
+
+    @property
+    def consumed(self) -> int:
+        """Characters of the file before the read position."""
+        return self.read_total - len(self.buf) + self.pos
 
     def fill(self) -> bool:
         """Append the next chunk (dropping what was consumed); False at end of file. Chunks grow so that a
@@ -97,6 +106,7 @@ class _ArrayStream:
         if not data:
             self.eof = True
             return False
+        self.read_total += len(data)
         self.buf = self.buf[self.pos :] + data
         self.pos = 0
         return True
@@ -168,7 +178,7 @@ def _decode_array(s: _ArrayStream) -> Iterator[RawRecord]:
                 continue
             break
         s.advance(end)
-        yield RawRecord(start_line, index, value=value)
+        yield RawRecord(start_line, index, value=value, end=s.consumed)
         index += 1
         sep = s.skip_whitespace()
         if sep == ",":

@@ -1,7 +1,8 @@
 """Check training data before any model is loaded: every record's layout, coordinates and images.
 
 Reads the files exactly as training does (same ``--data_file_paths``/``--image_folders`` rules) and prints
-records per file, layouts, and every kind of problem with ``file:line`` examples. Exit code 0 when training
+records per file, layouts, and every kind of problem with ``file:line`` examples. The files are streamed with a
+progress bar (rows/s, ETA): memory holds one chunk of records and the counts, whatever the size of the data. Exit code 0 when training
 with these flags would start (no problems; with --skip_invalid: at least one valid record), 1 otherwise.
 Duplicate ids are printed as warnings and do not change the exit code.
 """
@@ -60,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "1 is faster on a local disk)",
     )
     parser.add_argument(
+        "--no_progress",
+        action="store_true",
+        help="no progress output (by default a bar on a terminal, else a line every 30 s on stderr)",
+    )
+    parser.add_argument(
         "--max_examples",
         type=int,
         default=5,
@@ -69,22 +75,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Validate, print the summary to ``out`` (stdout), and return the exit code."""
-    from geo_r.data.records import derive_missing_chains, scan_records
+    from geo_r.data.records import RecordScanner, derive_chains_of, warn_border_conflicts
     from geo_r.data.report import DataConfigError, format_counts
     from geo_r.data.sources import pair_sources
 
     out = out or sys.stdout
+    derived = complete = kept = conflicts = 0
+    missing: Counter[str] = Counter()
     try:
         sources = pair_sources(args.data_file_paths, args.image_folders)
-        records, report = scan_records(
+        scanner = RecordScanner(
             sources,
             check_images=not args.no_check_images,
             image_check_workers=args.image_check_workers,
             decode_images=getattr(args, "decode", False),
+            progress="off" if getattr(args, "no_progress", False) else "auto",
+            what="geo-r validate",
         )
+        for chunk in scanner.chunks():  # counts only: no record outlives its chunk
+            if args.derive_chains:
+                looked_up, clashes = derive_chains_of(chunk)
+                derived, conflicts = derived + looked_up, conflicts + clashes
+            kept += len(chunk)
+            complete += sum(not r.missing_chain() for r in chunk)
+            missing.update(name for r in chunk for name in ("country", "region", "city") if getattr(r, name) is None)
     except DataConfigError as exc:
         print(f"error: {exc}", file=out)
         return 1
+    report = scanner.report
+    warn_border_conflicts(conflicts)
 
     print(f"Data files ({len(report.files)}):", file=out)
     for f in report.files:
@@ -104,13 +123,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"{images}; {report.seconds:.2f} s",
         file=out,
     )
-    if records:
-        derived = derive_missing_chains(records) if args.derive_chains else 0
-        missing = Counter(
-            name for r in records for name in ("country", "region", "city") if getattr(r, name) is None
-        )
-        complete = sum(not r.missing_chain() for r in records)
-        line = f"Region chains: {complete} of {len(records)} complete"
+    if kept:
+        line = f"Region chains: {complete} of {kept} complete"
         if args.derive_chains:
             line += f" after deriving {derived} offline"
         if missing:
@@ -122,7 +136,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _print_findings("Problems", report.errors(), report.error_counts, args.max_examples, out)
     _print_findings("Warnings", report.warnings(), report.warning_counts, args.max_examples, out)
 
-    if not records:
+    if not kept:
         print("Result: FAIL: no valid records", file=out)
         return 1
     if report.n_errors and not args.skip_invalid:

@@ -16,6 +16,20 @@ from geo_r.eval.metrics import DEFAULT_THRESHOLDS_KM
 RUN_CONFIG_FILE = "run_config.json"
 
 
+def explorer_thumbnails(value: str) -> str | int:
+    """``--explorer_thumbnails``: 'all', 'none' or a count >= 0."""
+    text = value.strip().lower()
+    if text in ("all", "none"):
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected all, none or a number of rows, not {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of rows >= 0, not {count}")
+    return count
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``geo-r eval`` (data flags named as in the GRPO entrypoint)."""
     from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
@@ -147,6 +161,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to the chosen answer) is <= this, and the coverage (share of images kept)",
     )
     scoring.add_argument("--map_max_points", type=int, default=2000, help="images drawn on map.png (sampled)")
+    scoring.add_argument(
+        "--explorer_thumbnails", type=explorer_thumbnails, default="all",
+        help="photos of explorer.html shown as thumbnails (files in explorer_files/, ~2 ms of CPU and ~4 KB each): "
+        "'all' (default), 'none', or a number N (a random sample of N rows, seeded with --seed)",
+    )
     scoring.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 

@@ -14,7 +14,8 @@ without a model:
   geo-r eval --predictions preds.jsonl --data_file_paths im2gps3k.jsonl --output_dir D
 
 Writes D/predictions.jsonl, D/metrics.json, D/scores.jsonl, D/report.md, D/map.png, D/error_cdf.png and
-D/explorer.html (every photo with its answer, a sortable/filterable table and map; opens offline).
+D/explorer.html with D/explorer_files/ (every photo with its answer, a sortable/filterable table and map; opens
+offline at any size, e.g. OSV-5M's 210k test photos; --explorer_thumbnails caps its thumbnails).
 
 Test-time scaling: sample K answers per image as well as the greedy one, and score several ways of picking
 one (each reported side by side; the first is the headline; D/confidence.png plots sample spread vs error):
@@ -117,6 +118,7 @@ def _load_ground_truth(args: argparse.Namespace, check_images: bool) -> list[Any
         skip_invalid=args.skip_invalid,
         check_images=check_images,
         derive_chains=True,
+        progress="off" if args.no_progress else "auto",
     )
     seen: dict[str, str] = {}
     for r in records:
@@ -136,10 +138,13 @@ def _load_ground_truth(args: argparse.Namespace, check_images: bool) -> list[Any
     return records
 
 
-def _completions_from_file(args: argparse.Namespace, records: list[Any]) -> dict[str, str]:
-    from geo_r.eval.predictions import read_predictions
+def _completions_from_file(
+    args: argparse.Namespace, records: list[Any]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``(id -> completion, id -> samples)`` of the ``--predictions`` file (read once), checked against the data."""
+    from geo_r.eval.predictions import read_prediction_file
 
-    completions = read_predictions(args.predictions)
+    completions, samples = read_prediction_file(args.predictions)
     ids = {r.id for r in records}
     matched = ids & completions.keys()
     if not matched:
@@ -158,7 +163,7 @@ def _completions_from_file(args: argparse.Namespace, records: list[Any]) -> dict
             f"{args.predictions}: {len(missing)} of {len(records)} image(s) have no prediction (first: "
             f"{', '.join(map(repr, missing[:5]))}); pass --allow_missing to count them as unparseable"
         )
-    return completions
+    return completions, samples
 
 
 def _build_generator(args: argparse.Namespace, dist: Any, records: list[Any]) -> Any:
@@ -196,16 +201,16 @@ def _build_generator(args: argparse.Namespace, dist: Any, records: list[Any]) ->
 
 def _generate(
     args: argparse.Namespace, records: list[Any], out_dir: Path, dist: Any
-) -> tuple[dict[str, str] | None, int]:
-    """Generate the missing predictions on every rank; rank 0 merges and returns (id -> completion, how many
-    images already had a prediction from an earlier run); other ranks return (None, 0)."""
+) -> tuple[dict[str, str] | None, dict[str, list[str]], int]:
+    """Generate the missing predictions on every rank; rank 0 merges and returns (id -> completion, id -> samples,
+    how many images already had a prediction from an earlier run); other ranks return (None, {}, 0)."""
     from geo_r.eval import runner
     from geo_r.eval.predictions import (
         PREDICTIONS_FILE,
         done_ids,
         merge_shards,
         prediction_files,
-        read_predictions,
+        read_prediction_file,
     )
     from geo_r.eval.vllm_backend import require_vllm
     from geo_r.runtime import ranks
@@ -245,11 +250,12 @@ def _generate(
         if heartbeat is not None:
             heartbeat.stop()  # rank 0 merges and scores alone from here; the others exit
         if not dist.is_main:
-            return None, 0
+            return None, {}, 0
         merge_shards(out_dir, order=[r.id for r in records])
-        return read_predictions(
+        completions, samples = read_prediction_file(
             out_dir / PREDICTIONS_FILE, duplicates="first", skip_partial_tail=True
-        ), reused
+        )
+        return completions, samples, reused
     except RuntimeError:
         from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent
 
@@ -349,18 +355,19 @@ def _requested_aggregates(args: argparse.Namespace) -> tuple[str, ...] | None:
     return None if args.aggregate is None else parse_aggregates(args.aggregate)
 
 
-def _samples(args: argparse.Namespace, records: list[Any], out_dir: Path) -> dict[str, list[str]] | None:
-    """The K sampled completions per id: from this run's predictions.jsonl (``--num_samples K``) or from the
-    ``--predictions`` file's ``samples`` lists; None when there are none."""
-    from geo_r.eval.predictions import PREDICTIONS_FILE, read_samples
+def _samples(
+    args: argparse.Namespace, records: list[Any], out_dir: Path, found: dict[str, list[str]]
+) -> dict[str, list[str]] | None:
+    """The K sampled completions per id, from what was read with the completions: this run's predictions.jsonl
+    (``--num_samples K``) or the ``--predictions`` file's ``samples`` lists; None when there are none."""
+    from geo_r.eval.predictions import PREDICTIONS_FILE
 
     ids = {r.id for r in records}
     if args.predictions is not None:
-        found = {k: v for k, v in read_samples(args.predictions).items() if k in ids}
+        found = {k: v for k, v in found.items() if k in ids}
         return found or None
     if args.num_samples < 2:
         return None
-    found = read_samples(out_dir / PREDICTIONS_FILE, skip_partial_tail=True)
     short = [i for i in ids if len(found.get(i, ())) != args.num_samples]
     if short:
         raise EvalConfigError(
@@ -418,13 +425,13 @@ def _run(args: argparse.Namespace) -> int:
 
     reused = None
     if args.predictions is not None:
-        completions = _completions_from_file(args, records)
+        completions, found_samples = _completions_from_file(args, records)
     else:
-        generated, reused = _generate(args, records, out_dir, dist)
+        generated, found_samples, reused = _generate(args, records, out_dir, dist)
         if generated is None:  # not rank 0: rank 0 scores and reports
             return 0
         completions = generated
-    samples = _samples(args, records, out_dir)
+    samples = _samples(args, records, out_dir, found_samples)
     aggregates = requested or (AGGREGATES if samples is not None else ("greedy",))
     if samples is None and (aggregates != ("greedy",) or args.abstain_km is not None):
         where = f"{args.predictions} has no 'samples' lists" if args.predictions else "--num_samples is 1"
@@ -449,6 +456,8 @@ def _run(args: argparse.Namespace) -> int:
         run_label=_label(args),
         benchmark=benchmark,
         map_max_points=args.map_max_points,
+        explorer_thumbnails=args.explorer_thumbnails,
+        progress="off" if args.no_progress else "auto",
         seed=args.seed,
         samples=samples,
         aggregates=aggregates,

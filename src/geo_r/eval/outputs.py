@@ -2,9 +2,10 @@
 
 ``D/metrics.json`` (the metrics of :mod:`geo_r.eval.metrics` plus the run's settings), ``D/scores.jsonl``
 (one line per image: parsed answer, error in km, name checks), ``D/map.png``, ``D/error_cdf.png``,
-``D/report.md``, ``D/explorer.html`` (:mod:`geo_r.eval.explorer`) and, with ``--num_samples K``,
-``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode alike. When
-records have retrieval candidates, :mod:`geo_r.eval.retrieval` adds its metrics, per-image fields and section.
+``D/report.md``, ``D/explorer.html`` with ``D/explorer_files/`` (:mod:`geo_r.eval.explorer`) and, with
+``--num_samples K``, ``D/confidence.png``. Used by ``geo-r eval`` after generation and in ``--predictions`` mode
+alike. When records have retrieval candidates, :mod:`geo_r.eval.retrieval` adds its metrics, per-image fields and
+section.
 """
 
 from __future__ import annotations
@@ -74,13 +75,16 @@ def evaluate_and_write(
     samples: Mapping[str, Sequence[str]] | None = None,
     aggregates: Sequence[str] = ("greedy",),
     abstain_km: float | None = None,
+    explorer_thumbnails: str | int = "all",
+    progress: str = "auto",
 ) -> dict[str, Any]:
     """Score, then write metrics.json, scores.jsonl, map.png, error_cdf.png, explorer.html and report.md;
     returns the metrics.
 
     With ``samples`` (``--num_samples K``) every aggregate is scored too (``metrics["aggregates"]``, one
     block each, :mod:`geo_r.eval.tts.metrics`), the first aggregate is the run's headline answer, and
-    confidence.png is written."""
+    confidence.png is written. ``explorer_thumbnails``: 'all', 'none' or a number of rows (a sample seeded with
+    ``seed``)."""
     from geo_r.eval.coastlines import coastline_source
     from geo_r.eval.explorer import EXPLORER_FILE, write_explorer
     from geo_r.eval.plots import plot_error_cdf, plot_error_map
@@ -130,7 +134,9 @@ def evaluate_and_write(
         tts.plot(out / CONFIDENCE_FILE, abstain_km=abstain_km, title=run_label)
         figures["Spread of the samples vs error of the chosen answer, per aggregate (log-log)"] = CONFIDENCE_FILE
     shown = completions if tts is None else tts.results[aggregates[0]].completions  # the headline answers
-    write_explorer(out / EXPLORER_FILE, records, shown, rows, title=run_label)
+    thumbs = {"all": True, "none": False}.get(explorer_thumbnails, explorer_thumbnails)  # type: ignore[arg-type]
+    write_explorer(out / EXPLORER_FILE, records, shown, rows, title=run_label, thumbnails=thumbs, seed=seed,
+                   progress=progress)
     write_report(
         out / REPORT_FILE,
         metrics,

@@ -179,11 +179,14 @@ def iter_prediction_lines(
                 yield line_no, obj
 
 
-def read_predictions(
+def read_prediction_file(
     path: str | os.PathLike, *, duplicates: str = "error", skip_partial_tail: bool = False
-) -> dict[str, str]:
-    """``id -> completion`` of a predictions file. A repeated id is an error naming both lines
-    (``duplicates="error"``) or keeps its first line (``"first"``, used for the harness's own files);
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``(id -> completion, id -> sampled completions)`` of a predictions file, in one pass.
+
+    A repeated id is an error naming both lines (``duplicates="error"``) or keeps its first line (``"first"``, used
+    for the harness's own files); the samples of an id are those of its first line that has a ``samples`` list,
+    which must be a non-empty list of strings (:class:`PredictionsFileError` naming ``file:line``).
     ``skip_partial_tail`` as in :func:`iter_prediction_lines`."""
     if duplicates not in ("error", "first"):
         raise ValueError("duplicates must be 'error' or 'first'")
@@ -191,10 +194,16 @@ def read_predictions(
     if not p.is_file():
         raise FileNotFoundError(f"{p}: predictions file not found")
     out: dict[str, str] = {}
+    samples: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
     repeated = 0
     for line_no, obj in iter_prediction_lines(p, skip_partial_tail=skip_partial_tail):
         pid = obj["id"]
+        found = obj.get("samples")
+        if found is not None and pid not in samples:
+            if not isinstance(found, list) or not found or not all(isinstance(t, str) for t in found):
+                raise PredictionsFileError(f"{p}:{line_no}: 'samples' must be a non-empty list of completion strings")
+            samples[pid] = found
         if pid in out:
             if duplicates == "error":
                 raise PredictionsFileError(
@@ -207,24 +216,20 @@ def read_predictions(
         first_line[pid] = line_no
     if repeated:
         logger.warning("%s: %d repeated id(s) ignored (first prediction kept)", p, repeated)
-    return out
+    return out, samples
+
+
+def read_predictions(
+    path: str | os.PathLike, *, duplicates: str = "error", skip_partial_tail: bool = False
+) -> dict[str, str]:
+    """``id -> completion`` of a predictions file (:func:`read_prediction_file` without the samples)."""
+    return read_prediction_file(path, duplicates=duplicates, skip_partial_tail=skip_partial_tail)[0]
 
 
 def read_samples(path: str | os.PathLike, *, skip_partial_tail: bool = False) -> dict[str, list[str]]:
     """``id -> sampled completions`` of the lines that have a ``samples`` list (first line of an id wins);
     :class:`PredictionsFileError` naming ``file:line`` when ``samples`` is not a list of strings."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: predictions file not found")
-    out: dict[str, list[str]] = {}
-    for line_no, obj in iter_prediction_lines(p, skip_partial_tail=skip_partial_tail):
-        samples = obj.get("samples")
-        if samples is None or obj["id"] in out:
-            continue
-        if not isinstance(samples, list) or not samples or not all(isinstance(t, str) for t in samples):
-            raise PredictionsFileError(f"{p}:{line_no}: 'samples' must be a non-empty list of completion strings")
-        out[obj["id"]] = samples
-    return out
+    return read_prediction_file(path, duplicates="first", skip_partial_tail=skip_partial_tail)[1]
 
 
 def prediction_files(output_dir: str | os.PathLike) -> list[Path]:

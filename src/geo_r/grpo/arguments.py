@@ -126,6 +126,24 @@ class GeoScriptArguments:
             "so the region reward has a true chain for every record."
         },
     )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the training-data cache: the checked records as memory-mapped Arrow files, built once "
+            "per node by its first process and shared by every rank (one copy in the page cache), reused by any "
+            "later run with the same data files and options. Default: <output_dir>/_data_cache (push_to_hub skips "
+            "it). Point it at a folder shared across experiments (a node-local disk or a project scratch folder) to "
+            "build a large set once for every run. 'none': no cache, every rank loads and builds the set in its own "
+            "memory (the behaviour before the cache). See docs/scale.md."
+        },
+    )
+    rebuild_data_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Rebuild the training-data cache even if one exists for these files and options (after image "
+            "files changed: the cache key covers the data files, not the images)."
+        },
+    )
     log_ground_truth: int = field(
         default=3,
         metadata={"help": "Log the parsed ground truth (id, lat, lon, chain) of the first N training records."},
@@ -177,7 +195,8 @@ class VLMR1CompatArguments:
     )
     arrow_cache_dir: str | None = field(
         default=None,
-        metadata={"help": "Ignored with a warning: unused in VLM-R1 too; Geo-R builds its dataset in memory."},
+        metadata={"help": "Unused in VLM-R1; here the folder of the training-data cache when --data_cache_dir is not "
+                  "given (a note says so)."},
     )
     vllm_device: str | None = field(
         default=None,

@@ -64,7 +64,12 @@ def reconcile(
     if compat.max_anyres_num is not None:
         notes.append(f"--max_anyres_num {compat.max_anyres_num} ignored: it is InternVL tiling; Geo-R trains Qwen-VL.")
     if compat.arrow_cache_dir is not None:
-        notes.append("--arrow_cache_dir ignored: the training set is built in memory from the jsonl files.")
+        if script.data_cache_dir is None:
+            script.data_cache_dir = compat.arrow_cache_dir
+            notes.append(f"--arrow_cache_dir {compat.arrow_cache_dir}: used as --data_cache_dir (the training-data "
+                         "cache folder; unused in VLM-R1).")
+        else:
+            notes.append(f"--arrow_cache_dir ignored: --data_cache_dir {script.data_cache_dir} is the cache folder.")
     if is_mixture_config(script.dataset_name):
         if script.data_file_paths or script.image_folders:
             raise ValueError(

@@ -87,11 +87,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
-    from geo_r.data import build_grpo_dataset, load_records, split_dataset
-    from geo_r.data.candidates import attach_from_args, check_candidate_options, check_candidate_reward
-    from geo_r.data.mixture import is_mixture_config, load_mixture
-    from geo_r.data.skip_images import skip_unreadable_images
+    from geo_r.data.candidates import check_candidate_options
+    from geo_r.data.mixture import is_mixture_config
     from geo_r.grpo.compat import reconcile
+    from geo_r.grpo.training_data import load_training_data
     from geo_r.models.loading import load_model, resolve_attn_implementation, resolve_dtype
     from geo_r.models.lora import build_lora_config
     from geo_r.models.processor import load_processor
@@ -138,41 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f.__name__ + (f" (--paper_format {f.format_check})" if hasattr(f, "format_check") else "")
         for f in reward_funcs))
 
-    # Image checks hit the file system once per image: with many ranks, only each node's first process does
-    # them (a failure there stops the whole torchrun job). --skip_invalid must drop the same records on every
-    # rank, so then every rank checks. A mixture's random draws are seeded alike on every rank.
-    seed = training.data_seed if training.data_seed is not None else training.seed
-    check_images = script.check_images and (script.skip_invalid or training.local_process_index == 0)
-    if mixture is not None:
-        records, _report = load_mixture(
-            mixture,
-            image_root=script.image_root,
-            seed=seed,
-            skip_invalid=script.skip_invalid,
-            check_images=check_images,
-            derive_chains=script.derive_chains,
-        )
-    else:
-        records, _report = load_records(
-            data_file_paths=script.data_file_paths,
-            image_folders=script.image_folders or script.image_root or "",
-            skip_invalid=script.skip_invalid,
-            check_images=check_images,
-            derive_chains=script.derive_chains,
-        )
-    # Retrieval candidates (--candidates): into each prompt, and the 'candidates' column the rewards read.
-    attach_from_args(records, script)
-    check_candidate_reward(records, [f.__name__ for f in reward_funcs], "grpo_jsonl.py")
-    for rec in records[: script.log_ground_truth]:
-        logger.info(
-            "ground truth %s: lat=%s lon=%s country=%s region=%s city=%s",
-            rec.id, rec.lat, rec.lon, rec.country, rec.region, rec.city,
-        )
-    dataset = build_grpo_dataset(records, question=script.question, replace_questions=script.replace_questions)
-    train_ds, val_ds = split_dataset(dataset, script.val_split_ratio, seed)
-    # Images decode when a row is read; a row whose image fails then is skipped with a counted warning.
-    train_ds = skip_unreadable_images(train_ds)
-    val_ds = skip_unreadable_images(val_ds) if val_ds is not None else None
+    train_ds, val_ds = load_training_data(script, training, [f.__name__ for f in reward_funcs])
     if val_ds is not None and training.eval_strategy == "no":
         logger.warning(
             "--val_split_ratio %s holds out %d records that are never evaluated: add --eval_strategy steps",

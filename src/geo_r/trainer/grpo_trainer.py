@@ -130,7 +130,7 @@ class GeoGRPOTrainer(GRPOTrainer):
                              f"not {type(self.train_dataset).__name__}")
         self._vision_cache: VisionReuseCache | None = None
         self._image_memo: ImageProcessorMemo | None = None
-        self._decode_memo: ImageDecodeMemo | None = None
+        self._decode_memos: dict[str, ImageDecodeMemo] = {}  # "train" / "eval": each its dataset's decoders
         if geo_option(self.args, "vision_reuse"):
             self._setup_vision_reuse(geo_option(self.args, "vision_cache_max_mb") * 2**20,
                                      timing=geo_option(self.args, "vision_timing"))
@@ -158,10 +158,11 @@ class GeoGRPOTrainer(GRPOTrainer):
                             "shares" if group == "policy" else "does not share (different weights)")
         if getattr(self.processing_class, "image_processor", None) is not None:
             self._image_memo = ImageProcessorMemo(self.processing_class.image_processor)
-        # photos decoded once per batch: datasets would decode every copy of a prompt
-        decoders: dict[str, Any] = {}
+        # photos decoded once per batch: datasets (or the skip-unreadable transform) would decode every copy
         self.train_dataset, found = undecoded_images(self.train_dataset)
-        decoders.update(found)
+        if found:
+            self._decode_memos["train"] = ImageDecodeMemo(found)
+        decoders: dict[str, Any] = {}
         if isinstance(self.eval_dataset, dict):
             for key, dataset in list(self.eval_dataset.items()):
                 self.eval_dataset[key], found = undecoded_images(dataset)
@@ -169,7 +170,8 @@ class GeoGRPOTrainer(GRPOTrainer):
         else:
             self.eval_dataset, found = undecoded_images(self.eval_dataset)
             decoders.update(found)
-        self._decode_memo = ImageDecodeMemo(decoders) if decoders else None
+        if decoders:
+            self._decode_memos["eval"] = ImageDecodeMemo(decoders)
         self.add_callback(_VisionStepCallback(self))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,8 +183,9 @@ class GeoGRPOTrainer(GRPOTrainer):
     def _rollout(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor]:
         """TRL's rollout (generate, score, advantages) with each photo decoded and processed once, and the
         (rows x reward functions) rewards TRL gathered from every process for it."""
-        if self._decode_memo is not None:
-            inputs = self._decode_memo.decode_rows(inputs)
+        memo = self._decode_memos.get("train" if self.model.training else "eval")
+        if memo is not None:
+            inputs = memo.decode_rows(inputs)
         captured: list[torch.Tensor] = []
         self._reward_capture = captured
         try:
@@ -252,7 +255,7 @@ class GeoGRPOTrainer(GRPOTrainer):
         """Log this step's vision work (summed over processes), then drop the step's cached outputs."""
         stats = self._vision_cache.end_step()
         memo = self._image_memo.end_step() if self._image_memo is not None else (0, 0)
-        decoded = self._decode_memo.end_step() if self._decode_memo is not None else 0
+        decoded = sum(memo.end_step() for memo in self._decode_memos.values())
         local = [stats.images, stats.encodings, stats.cache_hits, stats.dummy_calls, stats.seconds,
                  stats.peak_cache_bytes / 2**20, memo[0], decoded]  # every process sends the same list
         totals = self.accelerator.gather(torch.tensor([local], dtype=torch.float64, device=self.accelerator.device))
@@ -266,7 +269,7 @@ class GeoGRPOTrainer(GRPOTrainer):
             metrics["vision/seconds"].append(seconds)
         metrics["vision/cache_peak_mb"].append(peak_mb)
         metrics["vision/images_processed"].append(processed)
-        if self._decode_memo is not None:
+        if self._decode_memos:
             metrics["vision/images_decoded"].append(decoded)
         if dummy:
             metrics["vision/zero3_dummy_calls"].append(dummy)

@@ -5,8 +5,9 @@ rollout (tokenizing for generation, then the forward inputs), so stock every pho
 2 x ``num_generations`` times. :class:`ImageProcessorMemo` processes each distinct photo (keyed by a hash of its
 decoded pixels, mode and size, plus the processor arguments) once, keeps the per-photo rows until the rollout
 ends, and concatenates them exactly as one batched call would. :func:`undecoded_images` and
-:class:`ImageDecodeMemo` do the same for JPEG decoding, which ``datasets`` would do for every copy. Anything it does not recognise (videos,
-tensors, unknown output fields) goes to the image processor unchanged.
+:class:`ImageDecodeMemo` do the same for JPEG decoding, which ``datasets`` (or the entrypoint's
+:func:`geo_r.data.skip_images.skip_unreadable_images` transform) would do for every copy. Anything it does not
+recognise (videos, tensors, unknown output fields) goes to the image processor unchanged.
 """
 
 from __future__ import annotations
@@ -111,12 +112,20 @@ def undecoded_images(dataset: Any) -> tuple[Any, dict[str, Any]]:
 
     A ``datasets.Dataset`` decodes every row it returns, so the ``num_generations`` copies of a prompt in a GRPO
     batch decode the same file ``num_generations`` times; left encoded, the trainer decodes each file once per
-    batch (:class:`ImageDecodeMemo`) with the very same ``decode_example``. Anything else is returned as is.
+    batch (:class:`ImageDecodeMemo`) with the very same ``decode_example``. A
+    :func:`~geo_r.data.skip_images.skip_unreadable_images` dataset (what ``grpo_jsonl.py`` trains on) gives its
+    :class:`~geo_r.data.skip_images.RowDecoder`, which decodes with ``open_rgb`` and replaces a row whose image
+    fails, as its transform would. Anything else is returned as is.
     """
     import datasets
 
+    from geo_r.data.skip_images import IMAGES_COLUMN, defer_decoding
+
     if not isinstance(dataset, datasets.Dataset):
         return dataset, {}
+    deferred = defer_decoding(dataset)
+    if deferred is not None:
+        return deferred[0], {IMAGES_COLUMN: deferred[1]}
     decoders: dict[str, Any] = {}
     for name in ("image", "images"):
         feature = dataset.features.get(name)
@@ -151,20 +160,29 @@ class ImageDecodeMemo:
     def decode_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Copies of ``rows`` with their encoded images decoded (shared objects for equal files in ``rows``).
 
-        Only this batch's images are kept: a GRPO batch holds every copy of its prompts, and an evaluation
-        over thousands of photos must not accumulate them.
+        A decoder with a ``replacement`` method (:class:`geo_r.data.skip_images.RowDecoder`) swaps a row whose
+        image fails for the row it gives. Only this batch's images are kept: a GRPO batch holds every copy of its
+        prompts, and an evaluation over thousands of photos must not accumulate them.
         """
+        from geo_r.data.image_decode import UnreadableImageError
+
         self._images.clear()
         out = []
         for row in rows:
-            row = dict(row)
-            for name, feature in self.decoders.items():
-                value = row.get(name)
-                if isinstance(value, list):
-                    row[name] = [self._decode(feature, v) for v in value]
-                elif value is not None:
-                    row[name] = self._decode(feature, value)
-            out.append(row)
+            decoded = dict(row)
+            try:
+                for name, feature in self.decoders.items():
+                    value = decoded.get(name)
+                    if isinstance(value, list):
+                        decoded[name] = [self._decode(feature, v) for v in value]
+                    elif value is not None:
+                        decoded[name] = self._decode(feature, value)
+            except UnreadableImageError as exc:
+                feature = next((f for f in self.decoders.values() if hasattr(f, "replacement")), None)
+                if feature is None:
+                    raise
+                decoded = feature.replacement(exc)
+            out.append(decoded)
         return out
 
     def end_step(self) -> int:

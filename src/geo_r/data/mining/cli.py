@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max_samples choice (default: 0)")
     parser.add_argument("--summary_json", default=None, help="also write the summary as JSON to this path")
+    parser.add_argument(
+        "--no_progress",
+        action="store_true",
+        help="no progress output (by default a bar on a terminal, else a line every 30 s on stderr)",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             radius_km=args.radius_km,
             max_samples=args.max_samples,
             seed=args.seed,
+            progress="off" if getattr(args, "no_progress", False) else "auto",
         )
     except (MiningInputError, DataConfigError) as exc:
         print(f"geo-r mine-hard: error: {exc}", file=sys.stderr)

@@ -1,17 +1,21 @@
 """Read what mining needs: each training sample's id and true location, and each prediction's location.
 
 Samples are read from the training files exactly as training reads them (any layout of
-:mod:`geo_r.data.layouts`, jsonl or a JSON array), keeping only id, coordinates and where the record is, so
-500k samples cost a few arrays, not 500k dicts. Predictions are the evaluation harness's jsonl: ``id`` and
-``completion`` (re-parsed with :func:`geo_r.geo.parse_prediction`, as ``geo-r eval`` scores it), or explicit
-``pred_lat``/``pred_lon`` for lines without a completion. Bad prediction lines are counted, not fatal.
+:mod:`geo_r.data.layouts`, jsonl or a JSON array), keeping only a 16-byte digest of the id, the coordinates and
+where the record is: 44 bytes a sample in flat arrays (180 MB at MP16-Pro's 4.12M), not a dict or a string per
+record. Predictions are the evaluation harness's jsonl: ``id`` and ``completion`` (re-parsed with
+:func:`geo_r.geo.parse_prediction`, as ``geo-r eval`` scores it), or explicit ``pred_lat``/``pred_lon`` for lines
+without a completion, matched to samples through the sorted digests. Bad prediction lines are counted, not fatal.
+Both passes show a progress bar (rows/s, ETA).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,17 +24,23 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geo_r.data.layouts import RecordContext, parse_number, parse_record
+from geo_r.data.progress import RowProgress
 from geo_r.data.readers import detect_format, iter_raw_records
 from geo_r.data.sources import DataSource
 
 MAX_EXAMPLES = 5
 
 
+def id_digest(sample_id: str) -> bytes:
+    """The 16-byte BLAKE2b digest samples are matched by (a collision between 4M ids: odds about 1e-26)."""
+    return hashlib.blake2b(sample_id.encode("utf-8"), digest_size=16).digest()
+
+
 @dataclass
 class Samples:
     """The located records of the data files, in file order, with where each one is."""
 
-    ids: list[str]
+    id_digests: NDArray[np.bytes_]  # "S16": :func:`id_digest` of each sample's id
     lat: NDArray[np.float64]
     lon: NDArray[np.float64]
     file_index: NDArray[np.int32]
@@ -41,24 +51,26 @@ class Samples:
     duplicate_ids: int = 0
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.lat)
 
 
-def read_samples(sources: Sequence[DataSource]) -> Samples:
-    """Id and true coordinates of every usable record of ``sources`` (see the module docstring)."""
-    ids: list[str] = []
-    lats: list[float] = []
-    lons: list[float] = []
-    files: list[int] = []
-    lines: list[int] = []
+def read_samples(sources: Sequence[DataSource], progress: str = "auto") -> Samples:
+    """Id digest and true coordinates of every usable record of ``sources`` (see the module docstring)."""
+    digests = bytearray()
+    lats, lons = array("d"), array("d")
+    files, lines = array("i"), array("q")
     formats: list[str] = []
     invalid = 0
     examples: list[str] = []
+    total = sum(os.path.getsize(s.path) for s in sources)
+    done = 0
+    bar = RowProgress("mine-hard: reading the data files", total_bytes=total, mode=progress)
     for file_index, source in enumerate(sources):
         fmt = detect_format(source.path)
         formats.append(fmt)
         name = os.path.basename(source.data_file)
         for raw in iter_raw_records(source.path, fmt):
+            bar.update(1, done + raw.end)
             position = raw.line if raw.element is None else raw.element
             where = f"{source.data_file}:{raw.line}"
             if raw.error is not None:
@@ -75,18 +87,21 @@ def read_samples(sources: Sequence[DataSource]) -> Samples:
                 if len(examples) < MAX_EXAMPLES:
                     examples.append(f"{where}: {problems[0][1] if problems else 'unusable record'}")
                 continue
-            ids.append(record.id)
+            digests += id_digest(record.id)
             lats.append(record.lat)
             lons.append(record.lon)
             files.append(file_index)
             lines.append(position)
-    duplicates = len(ids) - len(set(ids))
+        done += os.path.getsize(source.path)
+    bar.close()
+    id_digests = np.frombuffer(bytes(digests), dtype="S16") if digests else np.empty(0, dtype="S16")
+    duplicates = len(id_digests) - len(np.unique(id_digests))
     return Samples(
-        ids=ids,
-        lat=np.asarray(lats, dtype=np.float64),
-        lon=np.asarray(lons, dtype=np.float64),
-        file_index=np.asarray(files, dtype=np.int32),
-        line=np.asarray(lines, dtype=np.int64),
+        id_digests=id_digests,
+        lat=np.frombuffer(lats, dtype=np.float64).copy() if lats else np.empty(0),
+        lon=np.frombuffer(lons, dtype=np.float64).copy() if lons else np.empty(0),
+        file_index=np.frombuffer(files, dtype=np.int32).copy() if files else np.empty(0, dtype=np.int32),
+        line=np.frombuffer(lines, dtype=np.int64).copy() if lines else np.empty(0, dtype=np.int64),
         formats=formats,
         invalid=invalid,
         invalid_examples=examples,
@@ -117,23 +132,24 @@ class Predictions:
         return int(np.unique(self.index).size)
 
 
-def read_predictions(path: str | os.PathLike[str], samples: Samples) -> Predictions:
+def read_predictions(path: str | os.PathLike[str], samples: Samples, progress: str = "auto") -> Predictions:
     """The predictions file matched to ``samples`` by id (a prediction of an id that several records share
     applies to each of them). Lines that are not JSON objects with an ``id``, ids not in the data, and
     completions without coordinates are counted with examples; none of them stops the run."""
     from geo_r.geo import parse_prediction
 
-    index: dict[str, list[int]] = {}
-    for i, sample_id in enumerate(samples.ids):
-        index.setdefault(sample_id, []).append(i)
-    which: list[int] = []
-    lats: list[float] = []
-    lons: list[float] = []
+    order = np.argsort(samples.id_digests, kind="stable")
+    sorted_digests = samples.id_digests[order]
+    which, lats, lons = array("q"), array("d"), array("d")
     counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     preds = Predictions(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), counts, examples)
+    bar = RowProgress("mine-hard: reading the predictions", total_bytes=os.path.getsize(path), mode=progress)
+    done = 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for line_no, text in enumerate(f, start=1):
+            done += len(text)
+            bar.update(1, done)
             if not text.strip():
                 continue
             where = f"{path}:{line_no}"
@@ -147,10 +163,13 @@ def read_predictions(path: str | os.PathLike[str], samples: Samples) -> Predicti
             if isinstance(pid, bool) or not isinstance(pid, str | int):
                 preds.note("bad_line", f"{where}: expected a JSON object with an 'id'")
                 continue
-            targets = index.get(str(pid))
-            if targets is None:
+            digest = np.array(id_digest(str(pid)), dtype="S16")
+            first = int(np.searchsorted(sorted_digests, digest, side="left"))
+            last = int(np.searchsorted(sorted_digests, digest, side="right"))
+            if first == last:
                 preds.note("unknown_id", f"{where}: id {pid!r} is not in the data files")
                 continue
+            targets = order[first:last].tolist()
             counts["matched"] += 1
             completion = obj.get("completion")
             if isinstance(completion, str):
@@ -165,9 +184,10 @@ def read_predictions(path: str | os.PathLike[str], samples: Samples) -> Predicti
                 which.append(i)
                 lats.append(lat)
                 lons.append(lon)
-    preds.index = np.asarray(which, dtype=np.int64)
-    preds.lat = np.asarray(lats, dtype=np.float64)
-    preds.lon = np.asarray(lons, dtype=np.float64)
+    bar.close()
+    preds.index = np.frombuffer(which, dtype=np.int64).copy() if which else np.empty(0, dtype=np.int64)
+    preds.lat = np.frombuffer(lats, dtype=np.float64).copy() if lats else np.empty(0)
+    preds.lon = np.frombuffer(lons, dtype=np.float64).copy() if lons else np.empty(0)
     return preds
 
 

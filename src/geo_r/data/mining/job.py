@@ -97,6 +97,7 @@ def mine_hard_files(
     radius_km: float = 200.0,
     max_samples: int | None = None,
     seed: int = 0,
+    progress: str = "auto",
 ) -> MiningReport:
     """Mine the hard subset of the data files (colon-separated, as ``--data_file_paths``) into ``out`` (one
     output per data file, colon-separated). ``max_samples`` keeps a seeded random subset of the hard samples."""
@@ -117,9 +118,9 @@ def mine_hard_files(
     report = MiningReport(hotspot_km=hotspot_km, radius_km=radius_km, outputs=list(outputs))
 
     t0 = time.perf_counter()
-    samples = read_samples(sources)
+    samples = read_samples(sources, progress)
     t1 = time.perf_counter()
-    preds = read_predictions(predictions, samples)
+    preds = read_predictions(predictions, samples, progress)
     t2 = time.perf_counter()
     try:
         result = mine_hard(samples.lat, samples.lon, preds.index, preds.lat, preds.lon, hotspot_km, radius_km)
