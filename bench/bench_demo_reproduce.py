@@ -2,7 +2,7 @@
 
     python bench/bench_demo_reproduce.py                       # 2 fresh clones of HEAD, seed 0 (~6 min each)
     python bench/bench_demo_reproduce.py --runs 3 --seed 1
-    python bench/bench_demo_reproduce.py --markdown bench/results/demo_reproduce.json   # the README's table
+    python bench/bench_demo_reproduce.py --markdown bench/results/demo_reproduce.json   # the table of docs/demo.md
 
 Each run is ``git clone`` of this repository's HEAD into a temporary folder, then the README's quick-start
 command there (``bash run_scripts/run_demo.sh``, ``SEED`` and ``DEMO_DIR`` set), with the environment that is
@@ -10,7 +10,7 @@ installed now (the clone's ``src`` first on ``PYTHONPATH``, so the clone's code 
 other, never in parallel (they would share the cores and change nothing but the time). The JSON keeps each
 run's table and rows, the spread (max - min) of every number across the runs, whether all tables were
 identical, and the command / package versions / machine (:func:`provenance.provenance`).
-``--markdown`` prints the README table from a JSON: the numbers when the runs agree, ``min-max`` where not.
+``--markdown`` prints the docs/demo.md table from a JSON: the numbers when the runs agree, ``min-max`` where not.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _fmt(value: float, kind: str) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The README table: each cell the runs' common value, or ``min-max`` where they differ (as printed)."""
+    """The docs/demo.md table: each cell the runs' common value, or ``min-max`` where they differ (as printed)."""
     head = ["model", *(label for _, label, _ in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     runs = result["runs"]
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         "command runs in a user's shell; the thread count changes the numbers)")
     parser.add_argument("--keep", action="store_true", help="keep the clones and their logs (path printed)")
     parser.add_argument("--markdown", type=Path, default=None, metavar="JSON",
-                        help="only print the README table of an earlier result JSON")
+                        help="only print the docs/demo.md table of an earlier result JSON")
     parser.add_argument("demo_args", nargs="*", help="extra arguments for the command (after --)")
     args = parser.parse_args(argv)
     if args.markdown is not None:

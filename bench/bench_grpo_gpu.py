@@ -221,9 +221,10 @@ def requirement_problem(knobs: Knobs, device: str) -> str | None:
 
 
 def _grpo_config(knobs: Knobs, args: argparse.Namespace, device: str, output_dir: Path, max_steps: int):
-    from trl import GRPOConfig
+    """The run's GeoGRPOConfig (stock TRL reads only its GRPOConfig fields)."""
+    from geo_r.trainer.config import GeoGRPOConfig
 
-    return GRPOConfig(
+    return GeoGRPOConfig(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=knobs.per_device_batch,
@@ -249,6 +250,8 @@ def _grpo_config(knobs: Knobs, args: argparse.Namespace, device: str, output_dir
         seed=0,
         data_seed=42,
         dataloader_num_workers=0,
+        freeze_vision_modules=knobs.freeze_vision and knobs.trainer == "geo",
+        vision_reuse=knobs.vision_reuse,
     )
 
 
@@ -311,8 +314,6 @@ def run_config(
         )
         if knobs.trainer == "geo":
             cls = timed_trainer_class(GeoGRPOTrainer)
-            kwargs["freeze_vision_modules"] = knobs.freeze_vision
-            kwargs["vision_reuse"] = knobs.vision_reuse
         else:
             cls = timed_trainer_class(GRPOTrainer)
             if knobs.freeze_vision:

@@ -2,7 +2,7 @@
 
     python bench/bench_recipe_ablation.py                          # seeds 0 1 2, every recipe, 2 jobs x 1 thread
     python bench/bench_recipe_ablation.py --seeds 0 --recipes demo_baseline group_filter --out_dir /tmp/abl
-    python bench/bench_recipe_ablation.py --markdown bench/results/recipe_ablation.json    # the README table
+    python bench/bench_recipe_ablation.py --markdown bench/results/recipe_ablation.json    # the docs table
 
 Per seed, under ``<out_dir>/seed<N>``: the demo's tiny model, toy world and SFT warm-up (:mod:`geo_r.demo.pipeline`,
 the demo's recipe and seed), then for every recipe the GRPO stage from that SFT checkpoint,
@@ -12,14 +12,15 @@ model on the training photos and runs ``geo-r mine-hard`` (200 km hotspots and r
 recipe of a seed starts from the same SFT checkpoint; nothing is tuned per recipe. Finished steps are reused when
 the bench is run again (``--fresh`` redoes them).
 
-Every process runs with ``--threads`` torch threads (default 1, ``--jobs`` 2 at a time on a 2-core machine): the
-thread count changes the numbers, so all rows, the baseline included, use the same one; the numbers therefore
-differ from the README's demo table (torch's default threads) while comparing like with like. Wall times are of
-runs that shared the machine with one other run.
+Every process runs with ``--threads`` torch threads (default 1, ``--jobs`` 2 at a time on a 2-core machine), and
+all rows, the baseline included, use the same setting, so they compare like with like. (On the machine of
+``bench/results/recipe_ablation.json`` the baseline's rows came out equal to the demo table's, made with 2 threads;
+the CPU's kernel set, recorded in the provenance, is what changed the numbers elsewhere: docs/demo.md.) Wall times
+are of runs that shared the machine with one other run.
 
 Writes ``bench/results/recipe_ablation.json``: per recipe and seed the held-out row (parse rate, acc@25/200/750/2500
 km, median km, mean reward of 3), the GRPO wall time and the completions generated; per recipe the mean, min and
-max over seeds; provenance. ``--markdown`` prints the README table from it.
+max over seeds; provenance. ``--markdown`` prints the table of docs/measurements.md from it.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def summarize(rows: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The README table: mean over seeds with the min-max range, baseline first."""
+    """The docs/measurements.md table: mean over seeds with the min-max range, baseline first."""
     head = ["recipe", "held-out reward (of 3)", "median km", "acc@25 km", "acc@750 km", "GRPO wall s",
             "completions"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete the work folder first (no reuse)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON (default: %(default)s)")
     parser.add_argument("--markdown", type=Path, default=None, metavar="JSON",
-                        help="print the README table of an earlier result JSON and exit")
+                        help="print the docs/measurements.md table of an earlier result JSON and exit")
     parser.add_argument("--merge_into", type=Path, default=None, metavar="JSON",
                         help="replace only the recipes run now in this earlier result (written to --out), recording "
                         "the rerun's provenance and --note under 'reruns' (after a fix that touches one recipe)")

@@ -14,7 +14,7 @@ threshold), not tuned on these results.
 
 Writes ``bench/results/test_time_scaling.json`` (every aggregate's metrics per seed, the recipe, the demo's own
 greedy row as a cross-check, provenance) and ``bench/results/test_time_scaling_confidence.png`` (the first
-seed's confidence.png), and prints the README table.
+seed's confidence.png), and prints the table of docs/measurements.md.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _f(v: float | None, fmt: str) -> str:
 
 
 def table(results: list[dict[str, Any]], aggregates: list[str]) -> str:
-    """The README table: one row per seed and aggregate, then the mean over seeds per aggregate."""
+    """The docs/measurements.md table: one row per seed and aggregate, then the mean over seeds per aggregate."""
     head = ["seed", "answer", "acc@25 km", "acc@200 km", "acc@750 km", "acc@2500 km", "median km",
             "Spearman(spread, error)", "coverage / acc@25 km at spread <= 200 km"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]

@@ -111,20 +111,23 @@ def run_once(name: str, model_dir: Path, dataset: Any, args: argparse.Namespace,
     import torch
     from peft import LoraConfig
     from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from geo_r.models.loading import freeze_vision_tower, load_model, lora_target_modules_regex
     from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
     from geo_r.trainer.vision_cache import find_vision_towers
 
     batch = args.photos * args.generations
-    config = GRPOConfig(
+    # stock TRL reads only the GRPOConfig part; ours: tower frozen, reuse on or off
+    config = GeoGRPOConfig(
         output_dir=str(out_dir), max_steps=1, per_device_train_batch_size=batch, num_generations=args.generations,
         max_completion_length=args.completion_len, generation_kwargs={"min_new_tokens": args.completion_len},
         beta=0.04, learning_rate=1e-5, use_cpu=True, bf16=False, logging_steps=1, report_to="none",
         save_strategy="no", disable_tqdm=True, seed=0, data_seed=42, dataloader_num_workers=0,
+        freeze_vision_modules=True, vision_reuse=name == "ours_reuse",
     )
     processor = load_processor(model_dir, min_pixels=3136, max_pixels=args.max_pixels)
     model = load_model(model_dir, dtype=torch.float32, attn_implementation="sdpa")
@@ -136,7 +139,7 @@ def run_once(name: str, model_dir: Path, dataset: Any, args: argparse.Namespace,
         freeze_vision_tower(model)
         trainer = GRPOTrainer(**kwargs)
     else:
-        trainer = GeoGRPOTrainer(**kwargs, freeze_vision_modules=True, vision_reuse=name == "ours_reuse")
+        trainer = GeoGRPOTrainer(**kwargs)
     trainer.remove_callback(PrinterCallback)
     (tower,) = find_vision_towers(trainer.model)
     counters = _Counters(tower)

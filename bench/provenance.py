@@ -1,6 +1,6 @@
 """What every bench JSON records about how it was made: the command, package versions, machine, commit.
 
-A number in the README must be reproducible from a fresh clone, so each `bench/results/*.json` carries
+A number in the README or docs/ must be reproducible from a fresh clone, so each `bench/results/*.json` carries
 this block; `provenance()` is the one place that builds it.
 """
 

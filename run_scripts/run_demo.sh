@@ -7,7 +7,7 @@
 # go to `geo-r demo` (geo-r demo --help lists the recipe's flags). Uses every core (torch's default) unless
 # OMP_NUM_THREADS is set.
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_DIR="${DEMO_DIR:-outputs/demo_full}"

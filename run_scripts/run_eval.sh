@@ -13,10 +13,10 @@
 # Score an existing predictions file without a model:
 #   PREDICTIONS=preds.jsonl DATA_PATHS=data/im2gps3k.jsonl bash run_scripts/run_eval.sh
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 NPROC_PER_NODE="${NPROC_PER_NODE:-1}"
-source local_scripts/launch.sh
+source local_scripts/lib/launch.sh
 geo_r_remember_command bash run_scripts/run_eval.sh "$@"
 
 MODEL_PATH="${MODEL_PATH:-checkpoints/rl/Qwen2.5-VL-3B-GRPO-Geo-R}"
@@ -32,8 +32,8 @@ OUTPUT_DIR="${OUTPUT_DIR:-results/eval/$RUN_NAME/$(basename "${DATA_PATHS%%:*}" 
 BACKEND="${BACKEND:-hf}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-512}"
-MIN_PIXELS="${MIN_PIXELS:-3136}"
-MAX_PIXELS="${MAX_PIXELS:-401408}"
+MIN_PIXELS="${MIN_PIXELS:-$GEO_R_DEFAULT_MIN_PIXELS}"
+MAX_PIXELS="${MAX_PIXELS:-$GEO_R_DEFAULT_MAX_PIXELS}"
 DISTANCE="${DISTANCE:-haversine}"
 ATTN_IMPLEMENTATION="${ATTN_IMPLEMENTATION:-sdpa}"
 
@@ -69,7 +69,7 @@ flags=(
 echo "Geo-R eval: $RUN_NAME | $BACKEND x $NNODES node(s) x $NPROC_PER_NODE process(es) | data $DATA_PATHS | output $OUTPUT_DIR"
 geo_r_batch_plan eval "${flags[@]}" "$@"
 if [[ "$NNODES" -gt 1 || "$NPROC_PER_NODE" -gt 1 ]]; then
-  geo_r_torchrun_node_args
+  geo_r_torchrun_node_args "$OUTPUT_DIR"
   torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.cli eval "${flags[@]}" "$@"
 else
   python -m geo_r.cli eval "${flags[@]}" "$@"

@@ -6,7 +6,7 @@
 # Data, images and the model must be at the same paths on every node (shared filesystem). OUTPUT_DIR must be
 # shared too: every rank writes its part of each checkpoint there. After a failure (a node died, the job was
 # pre-empted) rerun the same two commands: training resumes from the newest complete checkpoint. MASTER_PORT
-# (default 29500) must be free on node 0 and open between the nodes. Other settings as in run_grpo_rec.sh;
+# (default 29500, local_scripts/lib/defaults.sh) must be free on node 0 and open between the nodes. Other settings as in run_grpo_rec.sh;
 # README "Several nodes" covers network variables, timeouts and SLURM (run_scripts/slurm/grpo.sbatch).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,5 +18,4 @@ if [[ -z "${GEO_R_LAUNCH_COMMAND:-}" ]]; then
   GEO_R_LAUNCH_COMMAND="NNODES=$NNODES NODE_RANK=<this node's rank> MASTER_ADDR=$MASTER_ADDR bash run_scripts/run_grpo_multinode.sh$(printf ' %q' "$@")"
   export GEO_R_LAUNCH_COMMAND
 fi
-export MAX_PIXELS="${MAX_PIXELS:-401408}"
 exec bash "$HERE/run_grpo_rec.sh" "$@"

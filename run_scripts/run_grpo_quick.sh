@@ -5,7 +5,7 @@
 # It shows the whole pipeline working; a random tiny model earns ~0 geographic reward, so it does not learn here.
 # Overrides: DEMO_DIR (default outputs/demo), STEPS (default 8). Extra arguments go to grpo_jsonl.py.
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 DEMO_DIR="${DEMO_DIR:-outputs/demo}"

@@ -12,9 +12,9 @@
 # SAVE_STEPS steps, the newest SAVE_TOTAL_LIMIT kept; rerunning the same command resumes from the newest complete
 # one (--resume_from_checkpoint True). A rank silent for DIST_TIMEOUT seconds ends the job with the command to resume.
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
-source local_scripts/launch.sh
+source local_scripts/lib/launch.sh
 geo_r_remember_command bash run_scripts/run_grpo_rec.sh "$@"
 
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}"
@@ -25,7 +25,7 @@ RUN_NAME="${RUN_NAME:-Qwen2.5-VL-3B-GRPO-Geo-R}"
 OUTPUT_DIR="${OUTPUT_DIR:-checkpoints/rl/$RUN_NAME}"
 REPORT_TO="${REPORT_TO:-tensorboard}"
 REWARD_FUNCS="${REWARD_FUNCS:-format distance region}"
-MAX_PIXELS="${MAX_PIXELS:-401408}"
+MAX_PIXELS="${MAX_PIXELS:-$GEO_R_DEFAULT_MAX_PIXELS}"
 ATTN_IMPLEMENTATION="${ATTN_IMPLEMENTATION:-flash_attention_2}"
 SAVE_STEPS="${SAVE_STEPS:-100}"
 SAVE_TOTAL_LIMIT="${SAVE_TOTAL_LIMIT:-2}"
@@ -60,9 +60,9 @@ flags=(
   --deepspeed "$DEEPSPEED_CONFIG"
   "$@"
 )
-geo_r_torchrun_node_args
+geo_r_torchrun_node_args "$OUTPUT_DIR"
 echo "Geo-R GRPO: $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | $DEEPSPEED_CONFIG"
-echo "data: $DATA_PATHS | images: $IMAGE_FOLDERS | output: $OUTPUT_DIR | node $NODE_RANK of $NNODES, $RDZV_BACKEND rendezvous at $MASTER_ADDR:$MASTER_PORT"
+echo "data: $DATA_PATHS | images: $IMAGE_FOLDERS | output: $OUTPUT_DIR | node $NODE_RANK of $NNODES, $RDZV_BACKEND rendezvous at $MASTER_ADDR:$MASTER_PORT, max restarts $MAX_RESTARTS"
 geo_r_batch_plan grpo "${flags[@]}"
 mkdir -p "$OUTPUT_DIR"
 

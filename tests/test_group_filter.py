@@ -22,6 +22,7 @@ from geo_r.trainer.group_filter import (
     rollout_seed,
     select_rows,
 )
+from zero3_cpu import require_zero3_on_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "src" / "geo_r" / "grpo_jsonl.py"
@@ -191,18 +192,20 @@ def _trainer_class():
 
 def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_device_train_batch_size=8,
            stop_tokens=(), **config):
-    from trl import GRPOConfig
-
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.models.loading import load_model
     from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
 
     records, _ = load_records(*toy_set)
-    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=per_device_train_batch_size,
-                      num_generations=4,
-                      max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
-                      use_cpu=True, save_strategy="no", seed=0, beta=0.04, scale_rewards="none", **config)
+    if group_filter is not None:
+        config.update(group_filter=group_filter.mode, group_filter_tol=group_filter.tolerance,
+                      group_filter_max_tries=group_filter.max_tries)
+    args = GeoGRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=per_device_train_batch_size,
+                         num_generations=4,
+                         max_completion_length=8, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
+                         use_cpu=True, save_strategy="no", seed=0, beta=0.04, scale_rewards="none", **config)
     model = load_model(model_dir, dtype=torch.float32, attn_implementation="eager")
     if stop_tokens:  # more end-of-turn ids (as Qwen's two): completions of many lengths from a random model
         ends = model.generation_config.eos_token_id
@@ -210,7 +213,7 @@ def _train(model_dir, toy_set, out, reward, group_filter=None, steps=2, per_devi
     trainer = _trainer_class()(
         model=model, args=args,
         train_dataset=build_grpo_dataset(records), reward_funcs=get_reward_funcs([f"{TEST_REWARDS}:{reward}"]),
-        processing_class=load_processor(model_dir, min_pixels=3136, max_pixels=12544), group_filter=group_filter)
+        processing_class=load_processor(model_dir, min_pixels=3136, max_pixels=12544))
     trainer.train()
     return trainer
 
@@ -272,7 +275,8 @@ def test_refill_stops_at_the_limit_and_masks_the_rest(tiny_model_dir, toy_set, t
         assert e["group_filter/filtered_frac"] == 1.0 and e["group_filter/extra_rollouts"] == 2.0
         assert e["group_filter/extra_completions"] == 16.0 and e["group_filter/masked_frac"] == 1.0
     for batch in trainer.batches:
-        assert batch["completion_ids"].size(0) == 8 and int(batch["tool_mask"].sum()) == 0
+        assert batch["completion_ids"].size(0) == 8 and int(batch["completion_mask"].sum()) == 0
+        assert "tool_mask" not in batch, "filler rows are masked the way TRL masks truncated ones, not via tool_mask"
         assert torch.all(batch["advantages"] == 0)
     # every row masked: no token counts, the loss is exactly 0 and stays finite
     assert all(float(loss) == 0.0 for loss in trainer.losses)
@@ -289,10 +293,8 @@ def test_refill_stops_at_the_limit_and_masks_the_rest(tiny_model_dir, toy_set, t
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_torchrun_two_processes_with_the_filter(tiny_model_dir, toy_set, tmp_path, free_port, backend):
-    import shutil
-
-    if backend == "zero3" and shutil.which("g++") is None:
-        pytest.skip("DeepSpeed's CPU comm op is compiled with g++ on first use")
+    if backend == "zero3":
+        require_zero3_on_cpu()
     data, images = toy_set
     extra = []
     if backend == "zero3":
@@ -334,21 +336,21 @@ def test_filter_with_gradient_accumulation(tiny_model_dir, toy_set, tmp_path):
 
 def test_filter_refuses_an_iterable_training_set(tiny_model_dir, toy_set, tmp_path):
     import datasets
-    from trl import GRPOConfig
 
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.models.loading import load_model
     from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
 
     records, _ = load_records(*toy_set)
     stream = build_grpo_dataset(records).to_iterable_dataset()
     assert isinstance(stream, datasets.IterableDataset)
-    args = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, num_generations=4,
-                      max_completion_length=8, report_to="none", use_cpu=True, bf16=False, save_strategy="no")
+    args = GeoGRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, num_generations=4,
+                         max_completion_length=8, report_to="none", use_cpu=True, bf16=False, save_strategy="no",
+                         group_filter="zero_std")
     with pytest.raises(ValueError, match="map-style"):
         GeoGRPOTrainer(model=load_model(tiny_model_dir, dtype=torch.float32), args=args, train_dataset=stream,
                        reward_funcs=get_reward_funcs([f"{TEST_REWARDS}:position_reward"]),
-                       processing_class=load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544),
-                       group_filter=GroupFilterConfig("zero_std"))
+                       processing_class=load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1Com
 from geo_r.grpo.compat import reconcile
 from geo_r.grpo_jsonl import parse_args
 from geo_r.runtime.checkpoints import newest_checkpoint, resolve_resume
+from geo_r.trainer.config import GEO_FIELDS, GeoGRPOConfig, geo_option, group_filter_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +69,7 @@ def test_vlmr1_flag_set_parses_and_is_honoured(parsed):
     assert script.data_file_paths == "a.jsonl:b.jsonl" and script.image_folders == "imgs_a/:imgs_b/"
     assert script.reward_funcs == ["accuracy", "format"]
     assert (script.max_pixels, script.min_pixels, script.val_split_ratio) == (401408, 3136, 0.1)
-    assert model.use_peft and model.lora_r == 64 and model.lora_alpha == 128 and model.freeze_vision_modules
+    assert model.use_peft and model.lora_r == 64 and model.lora_alpha == 128 and training.freeze_vision_modules
     assert training.beta == 0.04 and training.epsilon == 0.2 and training.epsilon_high == 0.28
     assert training.temperature == 0.9 and training.num_generations == 8 and training.max_completion_length == 2048
     assert training.bf16 is True and training.data_seed == 42 and training.save_only_model is True
@@ -118,10 +121,46 @@ def test_resume_true_finds_newest_checkpoint_or_starts_fresh(tmp_path):
         resolve_resume(str(tmp_path / "nope"), str(tmp_path))
 
 
-@pytest.mark.parametrize("cls", [GeoScriptArguments, GeoModelArguments, VLMR1CompatArguments])
+@pytest.mark.parametrize("cls", [GeoScriptArguments, GeoModelArguments, VLMR1CompatArguments, GeoGRPOConfig])
 def test_every_geo_flag_has_help(cls):
     for f in dataclasses.fields(cls):
         assert f.metadata.get("help", "").strip(), f"{cls.__name__}.{f.name} has no help text"
+
+
+def test_trainer_settings_live_in_one_config(parsed):
+    """The settings that change GeoGRPOTrainer's behaviour are GeoGRPOConfig fields, parsed from the command line."""
+    training = parsed[-1]
+    assert isinstance(training, GeoGRPOConfig)
+    assert set(GEO_FIELDS) == {"freeze_vision_modules", "vision_reuse", "vision_cache_max_mb", "vision_timing",
+                               "group_filter", "group_filter_tol", "group_filter_max_tries"}
+    _s, _r, _m, _c, training = parse_args(["--output_dir", "OUT", "--group_filter", "zero_std", "--vision_reuse",
+                                           "false", "--vision_timing", "true", "--group_filter_max_tries", "5"])
+    assert (training.group_filter, training.group_filter_max_tries) == ("zero_std", 5)
+    assert not training.vision_reuse and training.vision_timing
+
+
+def test_out_of_range_trainer_settings_are_refused_with_the_flag_named():
+    from geo_r.grpo.main import main
+
+    with pytest.raises(SystemExit, match="--group_filter_tol must be >= 0"):
+        main(["--output_dir", "OUT", "--group_filter_tol", "-1"])
+    with pytest.raises(SystemExit, match="--vision_cache_max_mb must be >= 0"):
+        main(["--output_dir", "OUT", "--vision_cache_max_mb", "-5"])
+
+
+def test_plain_grpo_config_gets_the_geo_defaults():
+    from trl import GRPOConfig
+
+    plain = GRPOConfig(output_dir="OUT", use_cpu=True, report_to="none")
+    assert {name: geo_option(plain, name) for name in GEO_FIELDS} == GEO_FIELDS
+    assert group_filter_config(plain).mode == "none"
+
+
+def test_old_trainer_keyword_arguments_point_to_the_config():
+    from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
+
+    with pytest.raises(TypeError, match="vision_reuse are GeoGRPOConfig fields"):
+        GeoGRPOTrainer(model="unused", vision_reuse=False)
 
 
 def test_help_documents_every_vlmr1_flag():
@@ -130,9 +169,22 @@ def test_help_documents_every_vlmr1_flag():
         capture_output=True, text=True, timeout=300, check=True,
     ).stdout
     flags = {a for a in VLMR1_FLAGS if a.startswith("--")} | {"--reward_weights", "--deepspeed", "--dtype"}
+    flags |= {f"--{name}" for name in GEO_FIELDS}
     for flag in flags:
         assert flag in out, f"{flag} missing from --help"
     assert "never truncated" in out  # the reason --max_prompt_length is ignored is in the help itself
+
+
+def test_geo_r_grpo_is_the_entrypoint_run():
+    """``geo-r grpo`` takes the same flags as ``grpo_jsonl.py`` (one parser: the help texts are the same)."""
+    def options(cmd):
+        out = subprocess.run([sys.executable, *cmd, "--help"], capture_output=True, text=True, timeout=300,
+                             check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+        return sorted(set(re.findall(r"--[a-z][a-z0-9_]+", out)))
+
+    entry = options([str(REPO / "src/geo_r/grpo_jsonl.py")])
+    assert options(["-m", "geo_r.cli", "grpo"]) == entry
+    assert "--vision_reuse" in entry and "--group_filter" in entry
 
 
 def test_old_trainer_flags_are_renamed_or_explained():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,28 +131,27 @@ def test_inprocess_grpo_changes_weights_and_logs_each_reward(tiny_model_dir, toy
 
 
 def test_lora_stays_out_of_the_vision_tower_and_trains(tiny_model_dir, toy_sets, tmp_path):
-    from trl import GRPOConfig
-
     from geo_r.data import build_grpo_dataset, load_records
     from geo_r.models.arguments import GeoModelArguments
     from geo_r.models.loading import load_model
     from geo_r.models.lora import build_lora_config
     from geo_r.models.processor import load_processor
     from geo_r.rewards import get_reward_funcs
+    from geo_r.trainer.config import GeoGRPOConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
 
     data, images = toy_sets
     records, _ = load_records(data, images)
     model = load_model(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
-    args = GRPOConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4,
-                      max_completion_length=16, learning_rate=1e-2, logging_steps=1, report_to="none", bf16=False,
-                      use_cpu=True, save_strategy="no", seed=0)
+    args = GeoGRPOConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+                         max_completion_length=16, learning_rate=1e-2, logging_steps=1, report_to="none", bf16=False,
+                         use_cpu=True, save_strategy="no", seed=0, freeze_vision_modules=True)
     lora = build_lora_config(GeoModelArguments(use_peft=True, lora_r=4, lora_alpha=8))
     trainer = GeoGRPOTrainer(
         model=model, args=args, train_dataset=build_grpo_dataset(records),
         reward_funcs=get_reward_funcs(["format", LENGTH_REWARD]),
         processing_class=load_processor(tiny_model_dir, min_pixels=3136, max_pixels=12544),
-        peft_config=lora, freeze_vision_modules=True,
+        peft_config=lora,
     )
     names = [n for n, _ in trainer.model.named_parameters() if "lora_" in n]
     assert names and not [n for n in names if ".visual." in n], "LoRA adapter inside the vision tower"
@@ -203,7 +201,7 @@ def test_torchrun_two_processes_two_datasets(tiny_model_dir, toy_sets, tmp_path,
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_deepspeed_zero3_with_reference_model(tiny_model_dir, toy_sets, tmp_path, free_port):
     """ZeRO-3 really partitions (persistence thresholds 0) and beta > 0 loads a reference model: VLM-R1 crashes here."""
     data, images = toy_sets

@@ -116,3 +116,74 @@ def test_no_private_names_imported_across_modules() -> None:
                 offenders += [f"{path.relative_to(SRC)}: {node.module}.{a.name}"
                               for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not offenders, "private names imported from another module:\n" + "\n".join(offenders)
+
+
+# ---------------------------------------------------------------- shell launchers: one home for the shared defaults
+
+REPO = SRC.parents[1]
+SHELL_FILES = [*REPO.glob("run_scripts/**/*.sh"), *REPO.glob("run_scripts/**/*.sbatch"),
+               *REPO.glob("local_scripts/**/*.sh"), *REPO.glob("bench/*.sh"), REPO / "setup.sh", REPO / ".ci" / "run"]
+
+
+def _shell_defaults() -> dict[str, int]:
+    import re
+
+    text = (REPO / "local_scripts" / "lib" / "defaults.sh").read_text()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(GEO_R_DEFAULT_\w+)=(\d+)", text, re.M)}
+
+
+def test_shell_defaults_equal_the_python_defaults_and_the_llamafactory_yamls() -> None:
+    import yaml
+
+    from geo_r import defaults
+
+    assert _shell_defaults() == {
+        "GEO_R_DEFAULT_MAX_PIXELS": defaults.DEFAULT_MAX_PIXELS,
+        "GEO_R_DEFAULT_MIN_PIXELS": defaults.DEFAULT_MIN_PIXELS,
+        "GEO_R_DEFAULT_DIST_TIMEOUT": defaults.DEFAULT_DIST_TIMEOUT_S,
+        "GEO_R_DEFAULT_MASTER_PORT": defaults.DEFAULT_MASTER_PORT,
+    }
+    for path in sorted((REPO / "data_config" / "sft").glob("*_sft.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["image_max_pixels"] == defaults.DEFAULT_MAX_PIXELS, path.name
+        assert cfg["image_min_pixels"] == defaults.DEFAULT_MIN_PIXELS, path.name
+
+
+def test_launchers_take_the_defaults_from_defaults_sh() -> None:
+    """No launcher repeats a default's number: it names GEO_R_DEFAULT_* instead."""
+    import re
+
+    values = {str(v) for v in _shell_defaults().values()}
+    offenders = []
+    for path in SHELL_FILES:
+        if path.name == "defaults.sh":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(re.search(rf"(?<![\w.]){v}(?![\w.])", code) for v in values):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "defaults repeated outside local_scripts/lib/defaults.sh:\n" + "\n".join(offenders)
+
+
+def test_every_local_scripts_path_a_script_names_exists() -> None:
+    """Moving a shell library must update every script that sources it."""
+    import re
+
+    missing = []
+    for path in SHELL_FILES:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for ref in re.findall(r"local_scripts/[\w./-]+\.(?:sh|json|txt|py|yaml)", line):
+                if not (REPO / ref).exists():
+                    missing.append(f"{path.relative_to(REPO)}:{n}: {ref}")
+    assert not missing, "scripts name files that do not exist:\n" + "\n".join(missing)
+
+
+def test_no_file_cites_a_note_the_repository_does_not_have() -> None:
+    import re
+
+    missing = []
+    for path in [*SRC.rglob("*.py"), *(REPO / "bench").glob("*.py")]:
+        for ref in re.findall(r"(?:\.\./shared/)?notes/[\w./-]+\.md", path.read_text()):
+            if not (REPO / ref).is_file():
+                missing.append(f"{path.relative_to(REPO)}: {ref}")
+    assert not missing, "citations of notes outside the repository:\n" + "\n".join(missing)

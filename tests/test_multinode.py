@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -175,30 +174,59 @@ def test_stop_file_makes_every_rank_save_and_stop(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- heartbeat (in process)
 
 
-def test_heartbeat_names_the_silent_rank_within_the_timeout(free_port, monkeypatch):
+def test_heartbeat_names_the_silent_rank_within_the_timeout(free_port, monkeypatch, caplog):
+    import logging
+
     import torch.distributed as dist
 
     monkeypatch.setenv("GEO_R_LAUNCH_COMMAND", "bash run_scripts/run_grpo_multinode.sh")
     server = dist.TCPStore("127.0.0.1", free_port, is_master=True, wait_for_workers=False)
-    failures: list[str] = []
-    watcher = Heartbeat(0, 2, 2.0, host="127.0.0.1", port=free_port, on_failure=failures.append, local_world_size=1)
-    silent = Heartbeat(1, 2, 2.0, host="127.0.0.1", port=free_port, on_failure=failures.append, local_world_size=1)
+    named: list[str] = []
+    watcher = Heartbeat(0, 2, 2.0, host="127.0.0.1", port=free_port, on_silence=named.append, local_world_size=1)
+    silent = Heartbeat(1, 2, 2.0, host="127.0.0.1", port=free_port, on_silence=named.append, local_world_size=1)
     silent.monitors = False
+    caplog.set_level(logging.WARNING, logger="geo_r.runtime.heartbeat")
     watcher.start()
     silent.start()
     time.sleep(1.5)
-    assert not failures, "a live rank was reported"
+    assert not named, "a live rank was reported"
     silent.stop()  # rank 1 goes quiet, as a frozen or dead process would
     # a collective that fails at once (a killed rank resets its connections) is explained by the heartbeats
+    assert watcher.wait_for_silent() == [1]
     assert "ranks that stopped answering: rank 1 (node 1," in watcher.describe_failure()
     deadline = time.monotonic() + 6.0
-    while not failures and time.monotonic() < deadline:
+    while not named and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert watcher._thread.is_alive(), "the heartbeat names the rank; ending the process is the collective's job"
     watcher.stop()
     del server
-    assert failures, "the silent rank was never reported"
-    assert "rank 1 (node 1," in failures[0] and "stopped answering" in failures[0]
-    assert "--ddp_timeout 2 s" in failures[0] and "run_grpo_multinode.sh" in failures[0]
+    assert len(named) == 1, "named once, not at every beat"
+    assert "rank 1 (node 1," in named[0] and "stopped answering" in named[0]
+    assert "--ddp_timeout 2 s" in named[0] and "run_grpo_multinode.sh" in named[0]
+    warned = [r.getMessage() for r in caplog.records if "half of --ddp_timeout" in r.getMessage()]
+    assert warned and "rank 1 (node 1," in warned[0], "no early warning at half the timeout"
+
+
+def test_a_silent_rank_ends_the_process_after_the_failed_collective(monkeypatch):
+    """The main thread's RuntimeError handler: exit 75 with the rank named when a rank went silent, else re-raise."""
+    from geo_r.runtime import heartbeat as hb
+
+    exits = []
+    monkeypatch.setattr(hb.os, "_exit", exits.append)
+
+    class Beats(hb.Heartbeat):
+        def __init__(self, silent):
+            super().__init__(0, 2, 2.0, host="127.0.0.1", port=1, local_world_size=1)
+            self._silent = silent
+
+        def wait_for_silent(self):
+            return self._silent
+
+    hb.exit_if_a_rank_went_silent(None)
+    hb.exit_if_a_rank_went_silent(Beats([]))
+    assert exits == [], "an error of this rank's own is re-raised by the caller, not turned into exit 75"
+    hb.exit_if_a_rank_went_silent(Beats([1]))
+    assert exits == [hb.EXIT_CODE]
 
 
 # ---------------------------------------------------------------- SLURM scripts under a fake srun
@@ -384,27 +412,66 @@ GRPO_ARGS = ["--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_
              "--gradient_checkpointing", "false"]
 
 
-@pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
-def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_model_dir, toy_data, tmp_path):
-    """The issue's must-show, through run_scripts/run_grpo_multinode.sh on 2 "nodes" (ZeRO-3 on CPU):
-    an uninterrupted run; then a run whose training process freezes (SIGSTOP) after checkpoint-2 on the node that
-    hosts the rendezvous (the hard case: its torchrun agent is healthy), which ends on both nodes within the
-    timeout with a message naming the frozen rank and the resume command; that node is then killed; the same
-    two commands rerun resume from checkpoint-2 and finish: every step logged once, the photos of steps 3-4
-    those of the uninterrupted run."""
-    from geo_r.runtime.distributed import free_port
+SCRIPT = "run_scripts/run_grpo_multinode.sh"
 
-    script = "run_scripts/run_grpo_multinode.sh"
-    ref = tmp_path / "ref"
-    procs = _start_nodes(script, GRPO_ARGS, _grpo_env(tiny_model_dir, toy_data, ref, free_port()), tmp_path)
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, toy_data, tmp_path_factory):
+    """An uninterrupted 2-node run: (photo ids per step per rank, its trainer_state log lines with a loss)."""
+    from geo_r.runtime.distributed import free_port
+    from zero3_cpu import require_zero3_on_cpu
+
+    require_zero3_on_cpu()
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    procs = _start_nodes(SCRIPT, GRPO_ARGS, _grpo_env(tiny_model_dir, toy_data, ref / "out", free_port()), ref)
     try:
-        assert _wait(procs, 900) == [0, 0], (tmp_path / "node0.log").read_text()[-3000:]
+        assert _wait(procs, 900) == [0, 0], (ref / "node0.log").read_text()[-3000:]
     finally:
         _kill(procs)
-    expected = _prompts(Path(str(ref) + ".prompts.jsonl"))
-    assert sorted(expected) == [1, 2, 3, 4]
+    prompts = _prompts(Path(str(ref / "out") + ".prompts.jsonl"))
+    assert sorted(prompts) == [1, 2, 3, 4]
+    state = json.loads((ref / "out" / "trainer_state.json").read_text())
+    return prompts, [e for e in state["log_history"] if "loss" in e]
 
+
+def _assert_resumed_like_the_uninterrupted_run(out: Path, logs_text: str, uninterrupted) -> None:
+    expected, ref_logs = uninterrupted
+    assert "resuming from" in logs_text
+    state = json.loads((out / "trainer_state.json").read_text())
+    steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert steps == [1, 2, 3, 4], f"steps logged: {steps}"
+    got = _prompts(Path(str(out) + ".prompts.jsonl"))  # steps 1-3 of the interrupted run, then 3-4 resumed
+    assert got == expected, f"photo order differs from the uninterrupted run:\n{got}\n{expected}"
+    # On CPU the resumed steps are bit-identical too (RNG of every rank restored); GPU kernels need not be.
+    logs = [e for e in state["log_history"] if "loss" in e]
+    for key in ("reward", "loss"):
+        assert [e[key] for e in logs] == pytest.approx([e[key] for e in ref_logs], rel=1e-6, abs=1e-9), key
+
+
+def _wait_for_step_3_after_checkpoint_2(out: Path, procs, logs: Path) -> Path:
+    prompt_log = Path(str(out) + ".prompts.jsonl")
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and not (
+        (out / "checkpoint-2" / MARKER).is_file() and prompt_log.is_file() and 3 in _prompts(prompt_log)
+    ):
+        assert all(p.poll() is None for p in procs), (logs / "node0.log").read_text()[-3000:]
+        time.sleep(0.5)
+    return prompt_log
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("zero3_on_cpu")
+def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_model_dir, toy_data, tmp_path,
+                                                                            uninterrupted):
+    """The issue's must-show, through run_scripts/run_grpo_multinode.sh on 2 "nodes" (ZeRO-3 on CPU): a run whose
+    training process freezes (SIGSTOP) after checkpoint-2 on the node that hosts the rendezvous (the hard case: its
+    torchrun agent is healthy) ends on both nodes within the timeout (the other rank's collective times out, the
+    frozen one is killed by torchrun's worker watchdog) with a message naming the frozen rank and the resume
+    command; that node is then killed; the same two commands rerun resume from checkpoint-2 and finish: every step
+    logged once, the photos of steps 3-4 those of the uninterrupted run."""
+    from geo_r.runtime.distributed import free_port
+
+    script = SCRIPT
     out = tmp_path / "run"
     timeout_s = 20
     env = _grpo_env(tiny_model_dir, toy_data, out, free_port(), DIST_TIMEOUT=str(timeout_s),
@@ -412,14 +479,8 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
     logs = tmp_path / "interrupted"
     logs.mkdir()
     procs = _start_nodes(script, GRPO_ARGS, env, logs)
-    prompt_log = Path(str(out) + ".prompts.jsonl")
     try:
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and not (
-            (out / "checkpoint-2" / MARKER).is_file() and prompt_log.is_file() and 3 in _prompts(prompt_log)
-        ):
-            assert all(p.poll() is None for p in procs), (logs / "node0.log").read_text()[-3000:]
-            time.sleep(0.5)
+        prompt_log = _wait_for_step_3_after_checkpoint_2(out, procs, logs)
         frozen = _store_host_worker(int(env["MASTER_PORT"]))
         frozen_rank = next(e["rank"] for e in map(json.loads, prompt_log.read_text().splitlines())
                            if e["pid"] == frozen)
@@ -444,17 +505,37 @@ def test_two_nodes_frozen_then_killed_node_rerun_resumes_in_the_same_order(tiny_
         assert _wait(procs, 900) == [0, 0], (tmp_path / "node0.log").read_text()[-3000:]
     finally:
         _kill(procs)
-    assert "resuming from" in (tmp_path / "node0.log").read_text() + (tmp_path / "node1.log").read_text()
-    state = json.loads((out / "trainer_state.json").read_text())
-    steps = [e["step"] for e in state["log_history"] if "loss" in e]
-    assert steps == [1, 2, 3, 4], f"steps logged: {steps}"
-    got = _prompts(prompt_log)  # steps 1-3 of the interrupted run, then 3-4 of the resumed one (3 overwrites)
-    assert got == expected, f"photo order differs from the uninterrupted run:\n{got}\n{expected}"
-    # On CPU the resumed steps are bit-identical too (RNG of every rank restored); GPU kernels need not be.
-    ref_logs = [e for e in json.loads((ref / "trainer_state.json").read_text())["log_history"] if "loss" in e]
-    logs = [e for e in state["log_history"] if "loss" in e]
-    for key in ("reward", "loss"):
-        assert [e[key] for e in logs] == pytest.approx([e[key] for e in ref_logs], rel=1e-6, abs=1e-9), key
+    text = (tmp_path / "node0.log").read_text() + (tmp_path / "node1.log").read_text()
+    _assert_resumed_like_the_uninterrupted_run(out, text, uninterrupted)
+
+
+@pytest.mark.distributed
+@pytest.mark.usefixtures("zero3_on_cpu")
+def test_torchrun_max_restarts_resumes_a_killed_worker_without_a_rerun(tiny_model_dir, toy_data, tmp_path,
+                                                                      uninterrupted):
+    """torch's own recovery: with MAX_RESTARTS=1 the launchers pass --max-restarts 1; a worker killed after
+    checkpoint-2 fails the other node's collective at once, both agents restart their workers through the c10d
+    rendezvous, and the restarted workers resume from checkpoint-2 and finish, with no command rerun by hand."""
+    from geo_r.runtime.distributed import free_port
+
+    out = tmp_path / "run"
+    env = _grpo_env(tiny_model_dir, toy_data, out, free_port(), MAX_RESTARTS="1", GEO_R_TEST_STEP_DELAY="3")
+    procs = _start_nodes(SCRIPT, GRPO_ARGS, env, tmp_path)
+    try:
+        prompt_log = _wait_for_step_3_after_checkpoint_2(out, procs, tmp_path)
+        victim = max(e["pid"] for e in map(json.loads, prompt_log.read_text().splitlines()) if e["step"] == 3)
+        os.kill(victim, signal.SIGKILL)
+        codes = _wait(procs, 900)
+    finally:
+        _kill(procs)
+    text = (tmp_path / "node0.log").read_text() + (tmp_path / "node1.log").read_text()
+    assert codes == [0, 0], text[-4000:]
+    assert "max restarts 1" in text, "the launcher did not pass --max-restarts"
+    pids = {}
+    for e in map(json.loads, prompt_log.read_text().splitlines()):
+        pids.setdefault(e["step"], set()).add(e["pid"])
+    assert not pids[1] & pids[4], "steps 3-4 did not run in restarted workers"
+    _assert_resumed_like_the_uninterrupted_run(out, text, uninterrupted)
 
 
 @pytest.mark.distributed

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +57,9 @@ def _configs(model_dir, toy, out, **training):
 
     data, images = toy
     lora = training.pop("lora", False)
-    script = SFTScriptArguments(data_file_paths=str(data), image_folders=str(images), **PIXELS)
-    model_args = GeoModelArguments(model_name_or_path=str(model_dir), use_peft=lora, lora_r=4, lora_alpha=8,
-                                   freeze_vision_modules=True)
+    script = SFTScriptArguments(data_file_paths=str(data), image_folders=str(images), freeze_vision_modules=True,
+                                **PIXELS)
+    model_args = GeoModelArguments(model_name_or_path=str(model_dir), use_peft=lora, lora_r=4, lora_alpha=8)
     defaults = dict(output_dir=str(out), per_device_train_batch_size=4, per_device_eval_batch_size=8, bf16=False,
                     use_cpu=True, report_to="none", save_strategy="no", seed=0, logging_steps=5)
     return script, model_args, SFTConfig(**{**defaults, **training})
@@ -219,7 +218,7 @@ def test_cli_help_lists_geo_and_trl_flags_and_bad_data_is_reported(tmp_path, cap
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(shutil.which("g++") is None, reason="DeepSpeed's CPU comm op is compiled with g++ on first use")
+@pytest.mark.usefixtures("zero3_on_cpu")
 def test_torchrun_two_processes_with_the_zero3_config(tiny_model_dir, toy, tmp_path, free_port):
     """The GRPO ZeRO-3 config (partitioning forced on the tiny model) under torchrun; the gathered save is whole."""
     cfg = json.loads((REPO / "local_scripts" / "zero3.json").read_text())

@@ -146,3 +146,25 @@ def test_decode_memo_decodes_each_file_once(make_images, tmp_path):
     assert rows[0]["images"][0] is rows[1]["images"][0] is rows[2]["images"][1]
     for got, want in zip(rows, ds, strict=True):
         assert [im.tobytes() for im in got["images"]] == [im.tobytes() for im in want["images"]]
+
+
+@pytest.mark.parametrize("timing", [False, True])
+def test_tower_calls_wait_for_the_device_only_when_timed(tiny_model_builder, make_images, tmp_path, monkeypatch,
+                                                         timing):
+    """vision/seconds needs a device synchronisation around every tower call: only with --vision_timing."""
+    from geo_r.trainer import vision_cache
+
+    syncs = []
+    monkeypatch.setattr(vision_cache, "_sync", lambda device: syncs.append(device))
+    model, processor = _model(tiny_model_builder, "qwen2_5_vl")
+    model.eval()
+    freeze_vision_tower(model)
+    inputs = _batch(processor, make_images, tmp_path, [[0], [0], [1]])
+    (tower,) = find_vision_towers(model)
+    cache = VisionReuseCache(timing=timing)
+    install_vision_reuse(tower, cache, group="policy")
+    with torch.no_grad():
+        model(**inputs)
+    assert cache.stats.encodings == 2
+    assert len(syncs) == (2 if timing else 0)  # one tower call (the two distinct photos), synchronised before and after
+    assert (cache.stats.seconds > 0) == timing

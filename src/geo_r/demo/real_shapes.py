@@ -2,7 +2,7 @@
 
 Speed, memory and image-token counts depend on shapes, not weight values, so the GPU bench
 (``bench/gpu_shapes.py`` re-exports these names) and ``geo-r tiny-model --shape 3b|7b --layers N`` build
-models from the published ``config.json`` fields (from ``../shared/notes/model_shapes.md``) with random
+models from the ``config.json`` fields published with the Qwen2.5-VL-3B/7B-Instruct checkpoints, with random
 weights: real hidden sizes, heads, KV heads, MLP widths, vocabulary and the real vision tower (window
 attention with ``window_size`` 112 and full attention at ``fullatt_block_indexes``).
 """

@@ -251,6 +251,11 @@ def _generate(
         return read_predictions(
             out_dir / PREDICTIONS_FILE, duplicates="first", skip_partial_tail=True
         ), reused
+    except RuntimeError:
+        from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent
+
+        exit_if_a_rank_went_silent(heartbeat)  # a barrier that timed out on a silent rank: named, exit 75
+        raise
     finally:
         if args.backend == "vllm" and dist.distributed:
             from geo_r.eval.vllm_backend import shutdown_engine

@@ -3,8 +3,8 @@
 They are listed only when the run's data is that benchmark (``geo-r eval --benchmark im2gps3k|yfcc4k``, or
 recognised from the data file names): numbers on other data are not comparable to them.
 
-The numbers are copied from the project's literature note (``notes/geolocation_sota.md`` section 2.1, which
-cites the paper or list each one comes from). They are reference rows, not something we reproduced: the
+Each row's ``source`` names the paper (and table) its numbers are copied from. They are reference rows, not
+something we reproduced: the
 code bases behind them differ in distance (haversine or WGS-84 geodesic) and threshold test (``<=`` or
 ``<``), which is why ``geo-r eval`` has ``--distance`` and ``--strict_threshold``.
 """

@@ -5,9 +5,9 @@ rank reads the same done set, takes every ``WORLD_SIZE``-th remaining record (``
 appends to its own ``predictions.rank<R>.jsonl``; after a barrier rank 0 merges the shards
 (:func:`geo_r.eval.predictions.merge_shards`). The barrier uses a ``gloo`` process group (CPU tensors only, so
 it works the same with or without GPUs) whose timeout is ``--ddp_timeout`` (as in training): ranks finish their
-strided shards within about one batch of each other. A heartbeat (:mod:`geo_r.runtime.heartbeat`) ends the job
-within that timeout, naming the rank, when one dies or freezes. A barrier also separates reading the done set
-from the first write, so every rank shards the same list.
+strided shards within about one batch of each other. When a rank dies or freezes, the barrier waiting on it
+fails after that timeout, and the heartbeat (:mod:`geo_r.runtime.heartbeat`) names the rank. A barrier also
+separates reading the done set from the first write, so every rank shards the same list.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class DistEnv:
 
 
 def init_distributed(dist: DistEnv, timeout: timedelta = BARRIER_TIMEOUT) -> Heartbeat | None:
-    """Join the torchrun process group (gloo, for barriers) when running with several processes, and start the
-    heartbeat that ends the job when a rank stays silent for ``timeout`` (stop it after the last barrier)."""
+    """Join the torchrun process group (gloo, for barriers; ``timeout`` bounds each) when running with several
+    processes, and start the heartbeat that names a rank silent for ``timeout`` (stop it after the last barrier)."""
     if not dist.distributed:
         return None
     import torch.distributed as td

@@ -1,6 +1,8 @@
 """Command-line arguments of the GRPO entrypoint, beside TRL's ``GRPOConfig`` and ``ModelConfig``.
 
-Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run.
+Every flag here has a help text, so ``python src/geo_r/grpo_jsonl.py --help`` documents the whole run. The
+trainer's own settings (vision freezing and reuse, group filtering) are fields of
+:class:`geo_r.trainer.config.GeoGRPOConfig`, which the entrypoint parses in place of TRL's ``GRPOConfig``.
 ``VLMR1CompatArguments`` holds flags that VLM-R1 / Geo-R scripts pass but that have no direct meaning in
 Geo-R: they are accepted so those scripts run unchanged, and each one is honoured, renamed or ignored with
 a warning that says why (see :mod:`geo_r.grpo.compat`). Nothing is silently ignored.
@@ -122,33 +124,6 @@ class GeoScriptArguments:
         metadata={
             "help": "Fill missing country / region / city fields offline from lat/lon (GeoNames reverse geocoding), "
             "so the region reward has a true chain for every record."
-        },
-    )
-    group_filter: str = field(
-        default="none",
-        metadata={
-            "help": "Online group filtering (DAPO's dynamic sampling). 'zero_std': a group whose rewards all agree "
-            "(within --group_filter_tol) has zero advantage and teaches nothing; it is dropped and groups of further "
-            "training prompts are rolled out until every process holds a full batch, or --group_filter_max_tries "
-            "extra rollouts were made (rows still missing are filled with dropped rows whose loss is masked). The "
-            "log shows group_filter/filtered_frac, extra_completions, extra_rollouts and masked_frac; rewards and "
-            "geo metrics in the log cover every rollout. 'none': off, TRL's batch as is.",
-            "choices": ["none", "zero_std"],
-        },
-    )
-    group_filter_tol: float = field(
-        default=1e-4,
-        metadata={
-            "help": "--group_filter zero_std: a group agrees when its total weighted reward spans at most this "
-            "(max - min); with --multi_objective_aggregation normalize_then_sum, when every reward function's does. "
-            "1e-4 is the epsilon TRL adds to the std: below it, group scaling turns noise into full advantages."
-        },
-    )
-    group_filter_max_tries: int = field(
-        default=3,
-        metadata={
-            "help": "--group_filter zero_std: at most this many extra rollouts (each the size of the generation "
-            "batch) per generation batch. 0 drops flat groups from the loss without replacing them."
         },
     )
     log_ground_truth: int = field(

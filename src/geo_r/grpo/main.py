@@ -57,13 +57,15 @@ def _complete_bare_flags(argv: list[str], dataclass_types: Sequence[type]) -> li
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple:
-    """Parse flags (and an optional ``--config recipe.yaml``) into Geo-R's, TRL's and compatibility dataclasses."""
-    from trl import GRPOConfig, TrlParser
+    """Parse flags (and an optional ``--config recipe.yaml``) into Geo-R's, TRL's and compatibility dataclasses:
+    ``(script, rewards, model, compat, GeoGRPOConfig)``."""
+    from trl import TrlParser
 
     from geo_r.grpo.arguments import GeoModelArguments, GeoScriptArguments, VLMR1CompatArguments
     from geo_r.rewards import RewardArguments
+    from geo_r.trainer.config import GeoGRPOConfig
 
-    types = (GeoScriptArguments, RewardArguments, GeoModelArguments, VLMR1CompatArguments, GRPOConfig)
+    types = (GeoScriptArguments, RewardArguments, GeoModelArguments, VLMR1CompatArguments, GeoGRPOConfig)
     args = _complete_bare_flags(_prepare_argv(list(sys.argv[1:] if argv is None else argv)), types)
     parser = TrlParser(types, description=DESCRIPTION)
     return parser.parse_args_and_config(args)
@@ -76,9 +78,12 @@ def _setup_logging(training_args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Validate the data, load model and processor, and run GRPO until the configured number of steps."""
-    script, reward_args, model_args, compat, training = parse_args(argv)
+    try:
+        script, reward_args, model_args, compat, training = parse_args(argv)
+    except ValueError as exc:  # a value out of range (GeoGRPOConfig / GRPOConfig checks): said, no traceback
+        raise SystemExit(f"grpo_jsonl.py: {exc}") from None
     _setup_logging(training)
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="GRPO training")
 
@@ -94,12 +99,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
     from geo_r.runtime.distributed import shutdown_process_group
     from geo_r.runtime.preemption import StopRequestCallback
-    from geo_r.trainer.group_filter import GroupFilterConfig
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
     from geo_r.trainer.vllm_colocate import close_colocated_engine
 
     try:
-        group_filter = GroupFilterConfig(script.group_filter, script.group_filter_tol, script.group_filter_max_tries)
         check_candidate_options(script.num_candidates, script.candidate_radius_km)
     except ValueError as exc:
         raise SystemExit(f"grpo_jsonl.py: {exc}") from None
@@ -192,10 +195,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         eval_dataset=val_ds if training.eval_strategy != "no" else None,
         processing_class=processor,
         peft_config=build_lora_config(model_args),
-        freeze_vision_modules=model_args.freeze_vision_modules,
-        vision_reuse=model_args.vision_reuse,
-        vision_cache_max_bytes=model_args.vision_cache_max_mb * 2**20,
-        group_filter=group_filter,
     )
     trainer.add_callback(CompleteCheckpointCallback())
     stop = StopRequestCallback(training.output_dir)
@@ -205,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if stop.stopped_at is None:
             trainer.save_model(training.output_dir)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     if stop.stopped_at is None:
         trainer.save_state()

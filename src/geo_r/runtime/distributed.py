@@ -47,7 +47,8 @@ def init_deepspeed_on_cpu(timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
     """Give DeepSpeed a gloo process group on a machine without CUDA, before any TrainingArguments is built.
 
     accelerate sets up torch.distributed for CPU but not deepspeed.comm; without this, the reference model's
-    ZeRO-3 init sees world size 1 and fails its batch-size check (notes/feasibility_cpu_grpo.md). A plain
+    ZeRO-3 init sees world size 1 and fails its batch-size check (train_batch_size != micro batch x world size,
+    seen with 2 ranks on CPU). A plain
     ``python ... --deepspeed`` (no torchrun) has no rendezvous variables and DeepSpeed would try MPI
     discovery; one local process is what such a run means. ``timeout_s`` (``--ddp_timeout``) bounds every
     collective, as accelerate does on the GPU paths; DeepSpeed's own default would apply otherwise.
@@ -80,8 +81,8 @@ def exit_if_deepspeed_on_cpu(argv: list[str]) -> None:
 
     With DeepSpeed on CPU (gloo + its shared-memory comm op), a rank sometimes aborts during interpreter
     teardown ("terminate called without an active exception", SIGABRT) after everything was saved and the
-    process group closed: about 1 run in 5 of our 2-process ZeRO-3 test, and seen with VLM-R1's and Geo-R's
-    code too (notes/vlm_r1_geo_r_baseline_cpu.md). torchrun then fails a job that succeeded. Called only
+    process group closed: about 1 run in 5 of our 2-process ZeRO-3 test, and seen when VLM-R1's and Geo-R's
+    released code ran on CPU too. torchrun then fails a job that succeeded. Called only
     from the entrypoints' ``__main__`` blocks, after main() returned; GPU runs shut down normally.
     """
     import sys

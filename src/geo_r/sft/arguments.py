@@ -52,6 +52,10 @@ class SFTScriptArguments:
     replace_questions: bool = field(
         default=False, metadata={"help": "Ask --question (or the default question) of every record."}
     )
+    freeze_vision_modules: bool = field(
+        default=False,
+        metadata={"help": "Freeze the vision tower (model.model.visual, merger included); train the language model only."},
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata={"help": "Largest image area after resizing; keep it equal to GRPO's --max_pixels (default 401408)."},

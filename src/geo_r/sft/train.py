@@ -167,7 +167,7 @@ def build_sft_trainer(
         dtype=resolve_dtype(model_args.dtype, bf16=bool(training.bf16), fp16=bool(training.fp16)),
         attn_implementation=resolve_attn_implementation(model_args.attn_implementation),
     )
-    if model_args.freeze_vision_modules:
+    if script.freeze_vision_modules:
         logger.info("froze the vision tower: %d parameters", freeze_vision_tower(model))
     trainer = SFTTrainer(
         model=model,
@@ -221,7 +221,7 @@ def save_for_grpo(trainer: Any, script: SFTScriptArguments, model_args: GeoModel
 def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, training: Any) -> Path:
     """Build the trainer, train (resuming when asked), save the GRPO-ready folder and the trainer state."""
     from geo_r.runtime.checkpoints import CompleteCheckpointCallback, resolve_resume, save_settings_note
-    from geo_r.runtime.heartbeat import start_heartbeat
+    from geo_r.runtime.heartbeat import exit_if_a_rank_went_silent, start_heartbeat
     from geo_r.runtime.preemption import StopRequestCallback
 
     heartbeat = start_heartbeat(training.ddp_timeout, what="SFT training")
@@ -240,8 +240,7 @@ def train_sft(script: SFTScriptArguments, model_args: GeoModelArguments, trainin
     try:
         trainer.train(resume_from_checkpoint=resume)
     except RuntimeError:
-        if heartbeat is not None:
-            logger.error("%s", heartbeat.describe_failure())
+        exit_if_a_rank_went_silent(heartbeat)  # a silent rank: named, and this process ends (exit 75)
         raise
     out = Path(training.output_dir)
     if stop.stopped_at is None:

@@ -4,8 +4,9 @@ A GRPO group whose completions all earn the same reward has zero advantage: it c
 pass and teaches nothing (with ``scale_rewards`` group, near-ties are worse: a spread of 1e-5 is divided by
 ``std + 1e-4`` and becomes a full-size advantage of noise). ``zero_std`` drops such groups and rolls out groups
 of further prompts until every process holds a full batch of informative rows, or ``max_tries`` extra rollouts
-were made; the rows still missing then are filled with dropped rows whose loss is masked out (their advantage
-is set to 0 and TRL's loss mask, ``tool_mask``, to 0), so the batch keeps its shape on every process.
+were made; the rows still missing then are filled with dropped rows taken out of the loss the way TRL's
+``mask_truncated_completions`` takes truncated ones out (completion mask and advantage 0), so the batch keeps its
+shape on every process.
 
 Every decision is taken from the rewards that TRL gathers from all processes, so every process takes the same
 one and makes the same number of rollouts (no collective can wait forever). The helpers here are pure
@@ -21,12 +22,45 @@ from typing import Any
 import torch
 
 GROUP_FILTERS = ("none", "zero_std")
-# keys on the prompt side of a rollout: left-padded, like prompt_ids
-PROMPT_SIDE_KEYS = frozenset({"prompt_ids", "prompt_mask"})
-# keys TRL extends over prompt + completion (zeros on the completion side): each side re-padded like its tokens
-SEQUENCE_KEYS = frozenset({"token_type_ids", "mm_token_type_ids"})
-# tensors padded with the pad token rather than 0
+
+# How each key of TRL 1.16's rollout dict (``_generate_and_score_completions``) is merged. Every key TRL can return is
+# here, and a key that is not makes :func:`select_rows` raise: padding an unknown key the wrong way shifts tokens or
+# image marks silently (the ``mm_token_type_ids`` bug was exactly that). tests/test_trl_contract.py checks this table
+# against TRL's source and a real rollout.
+PROMPT = "prompt"  # (rows, prompt width): left-padded like prompt_ids
+COMPLETION = "completion"  # (rows, completion width): right-padded like completion_ids
+COMPLETION_OR_ROW = "completion_or_row"  # (rows, completion width) per token, or (rows, 1) per sequence
+SEQUENCE = "sequence"  # (rows, prompt [+ completion] width): each side re-padded like its tokens
+ROW = "row"  # (rows,): one value per row
+ROW_LIST = "row_list"  # a Python list, one item per row
+IMAGE = "image"  # per image; TRL's split_pixel_values_by_grid turns it into one tensor per row
+BATCH = "batch"  # one value for the whole batch of every process: recounted by the caller
+ROLLOUT_KEYS: dict[str, str] = {
+    "prompt_ids": PROMPT,
+    "prompt_mask": PROMPT,
+    "completion_ids": COMPLETION,
+    "completion_mask": COMPLETION,
+    "old_per_token_logps": COMPLETION,
+    "sampling_per_token_logps": COMPLETION,
+    "ref_per_token_logps": COMPLETION,
+    "tool_mask": COMPLETION,
+    "importance_sampling_ratio": COMPLETION_OR_ROW,
+    "token_type_ids": SEQUENCE,
+    "mm_token_type_ids": SEQUENCE,
+    "advantages": ROW,
+    "num_images": ROW_LIST,
+    "num_tiles": ROW_LIST,
+    "pixel_values": IMAGE,
+    "image_grid_thw": IMAGE,
+    "image_position_ids": IMAGE,
+    "pixel_attention_mask": IMAGE,
+    "spatial_shapes": IMAGE,
+    "image_sizes": IMAGE,
+    "num_items_in_batch": BATCH,
+}
+# tensors padded with something other than 0: token ids with the pad token; TRL pads tool_mask with 1
 TOKEN_KEYS = frozenset({"prompt_ids", "completion_ids"})
+ONE_PADDED_KEYS = frozenset({"tool_mask"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,15 @@ def _spread(values: torch.Tensor) -> torch.Tensor:
     return torch.where(finite.sum(dim=-1) >= 2, spread, torch.zeros_like(spread))
 
 
+def weighted_total(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each row's weighted total reward, NaN where no function scored it: the total TRL 1.16 centres per group with
+    ``sum_then_normalize`` (a copy of its formula; tests/test_trl_contract.py compares it with TRL's logged reward)."""
+    rewards = rewards_per_func.detach().to(torch.float64)
+    total = (rewards * weights.to(rewards).unsqueeze(0)).nansum(dim=1)
+    total[torch.isnan(rewards).all(dim=1)] = torch.nan  # unscorable rows, as TRL marks them
+    return total
+
+
 def flat_groups(
     rewards_per_func: torch.Tensor,
     weights: torch.Tensor,
@@ -76,14 +119,14 @@ def flat_groups(
     ``normalize_then_sum`` each function is normalised per group first, so a group agrees only when every
     function's rewards span at most ``tolerance``. A group with fewer than two scored rows agrees (no signal).
     """
-    rewards = rewards_per_func.detach().to(torch.float64)
-    if rewards.dim() != 2 or rewards.size(0) % num_generations:
-        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {num_generations}")
+    if rewards_per_func.dim() != 2 or rewards_per_func.size(0) % num_generations:
+        raise ValueError(
+            f"rewards of shape {tuple(rewards_per_func.shape)} do not split into groups of {num_generations}"
+        )
     if aggregation == "sum_then_normalize":
-        total = (rewards * weights.to(rewards).unsqueeze(0)).nansum(dim=1)
-        total[torch.isnan(rewards).all(dim=1)] = torch.nan  # unscorable rows, as TRL marks them
-        return _spread(total.view(-1, num_generations)) <= tolerance
+        return _spread(weighted_total(rewards_per_func, weights).view(-1, num_generations)) <= tolerance
     if aggregation == "normalize_then_sum":
+        rewards = rewards_per_func.detach().to(torch.float64)
         grouped = rewards.view(-1, num_generations, rewards.size(1)).transpose(1, 2)  # groups x funcs x gens
         return (_spread(grouped) <= tolerance).all(dim=1)
     raise ValueError(f"unknown multi_objective_aggregation {aggregation!r}")
@@ -154,44 +197,103 @@ def _merge_sequence_key(key: str, picked: Sequence[torch.Tensor], prompt_widths:
     return torch.cat([prompts, completions], dim=1)
 
 
+def _check_width(key: str, picked: Sequence[torch.Tensor], widths: Sequence[int], side: str) -> None:
+    for t, w in zip(picked, widths, strict=True):
+        if t.dim() < 2 or t.size(1) != w:
+            raise ValueError(
+                f"group filter: rollout key {key!r} of shape {tuple(t.shape)} is not {side}-wide ({w} columns)"
+            )
+
+
+def _merge_tensor(key: str, picked: list[torch.Tensor], split: list[dict[str, Any]], pad_token_id: int) -> torch.Tensor:
+    """Merge the picked rows of one tensor key by its kind in :data:`ROLLOUT_KEYS`."""
+    kind = ROLLOUT_KEYS[key]
+    prompt_widths = [part["prompt_ids"].size(1) for part in split]
+    completion_widths = [part["completion_ids"].size(1) for part in split]
+    pad = float(pad_token_id) if key in TOKEN_KEYS else 1.0 if key in ONE_PADDED_KEYS else 0.0
+    if kind == ROW:
+        if any(t.dim() != 1 for t in picked):
+            raise ValueError(f"group filter: rollout key {key!r} should hold one value per row")
+        return torch.cat(picked, dim=0)
+    if kind == PROMPT:
+        _check_width(key, picked, prompt_widths, "prompt")
+        return _pad_cat(picked, pad, left=True)
+    if kind == COMPLETION:
+        _check_width(key, picked, completion_widths, "completion")
+        return _pad_cat(picked, pad, left=False)
+    if kind == COMPLETION_OR_ROW:
+        if all(t.dim() == 2 and t.size(1) == 1 for t in picked):
+            return torch.cat(picked, dim=0)  # one value per sequence
+        _check_width(key, picked, completion_widths, "completion")
+        return _pad_cat(picked, pad, left=False)
+    if kind == SEQUENCE:
+        return _merge_sequence_key(key, picked, prompt_widths)
+    raise ValueError(f"group filter: rollout key {key!r} ({kind}) is not a per-row tensor")
+
+
 def select_rows(parts: Sequence[tuple[dict[str, Any], Sequence[int]]], pad_token_id: int) -> dict[str, Any]:
     """One rollout dict made of the given rows of several TRL rollout dicts, in order.
 
-    Each part is ``(rollout, rows)``; ``rollout`` is the dict ``_generate_and_score_completions`` returns. Prompt
-    tensors are left-padded to the longest prompt, completion tensors right-padded to the longest completion
-    (token ids with ``pad_token_id``, masks and log-probs with 0: padding is masked out of every pass). Images
-    follow their rows. ``num_items_in_batch`` is left to the caller (it counts tokens over every process).
+    Each part is ``(rollout, rows)``; ``rollout`` is the dict ``_generate_and_score_completions`` returns. Every key
+    is merged by its kind in :data:`ROLLOUT_KEYS`: prompt tensors left-padded to the longest prompt, completion
+    tensors right-padded to the longest completion (token ids with ``pad_token_id``, masks and log-probs with 0, as
+    TRL pads them: padding is masked out of every pass), images following their rows. A key the table does not
+    know, or a tensor whose shape does not fit its kind, raises ValueError: this TRL returns something the filter
+    was not written for. ``num_items_in_batch`` is left to the caller (it counts tokens over every process;
+    :func:`loss_token_count`).
     """
     from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
+    keys = list(dict.fromkeys(k for part, _ in parts for k in part))
+    unknown = [k for k in keys if k not in ROLLOUT_KEYS]
+    if unknown:
+        raise ValueError(
+            f"group filter: TRL's rollout holds key(s) {unknown} that geo_r.trainer.group_filter.ROLLOUT_KEYS does "
+            "not know; merging them could misalign rows. Add each with its kind (see tests/test_trl_contract.py)."
+        )
     split = [(split_pixel_values_by_grid(dict(part)), list(rows)) for part, rows in parts]
-    keys = list(split[0][0])
     out: dict[str, Any] = {}
     for key in keys:
+        kind = ROLLOUT_KEYS[key]
         values = [part.get(key) for part, _ in split]
-        if key == "num_items_in_batch":
+        if kind == BATCH:
             out[key] = values[0]
         elif all(v is None for v in values):
             out[key] = None
         elif any(v is None for v in values):
             raise ValueError(f"group filter: rollout key {key!r} is missing from some rollouts")
-        elif isinstance(values[0], list):
+        elif kind in (ROW_LIST, IMAGE):
+            if not all(isinstance(v, list) for v in values):
+                raise ValueError(
+                    f"group filter: rollout key {key!r} ({kind}) is not a per-row list after TRL's "
+                    "split_pixel_values_by_grid; this image layout cannot be merged by row"
+                )
             out[key] = [v[i] for v, (_, rows) in zip(values, split, strict=True) for i in rows]
-        elif isinstance(values[0], torch.Tensor) and values[0].dim() == 0:
-            out[key] = values[0]
         elif isinstance(values[0], torch.Tensor):
             picked = [v[torch.as_tensor(rows, dtype=torch.long, device=v.device)]
                       for v, (_, rows) in zip(values, split, strict=True)]
-            if picked[0].dim() == 1:
-                out[key] = torch.cat(picked, dim=0)
-            elif key in SEQUENCE_KEYS:
-                out[key] = _merge_sequence_key(key, picked, [part["prompt_ids"].size(1) for part, _ in split])
-            else:
-                pad = float(pad_token_id) if key in TOKEN_KEYS else 0.0
-                out[key] = _pad_cat(picked, pad, left=key in PROMPT_SIDE_KEYS)
+            out[key] = _merge_tensor(key, picked, [part for part, _ in split], pad_token_id)
         else:
             raise ValueError(f"group filter: cannot merge rollout key {key!r} of type {type(values[0]).__name__}")
     return unsplit_pixel_values_by_grid(out)
+
+
+def loss_token_count(rollout: dict[str, Any]) -> torch.Tensor:
+    """This process's count of tokens in the loss: TRL's ``completion_mask * tool_mask`` summed (a copy of its
+    ``num_items_in_batch`` formula, before the gather; tests/test_trl_contract.py compares the two)."""
+    mask = rollout["completion_mask"]
+    if rollout.get("tool_mask") is not None:
+        mask = mask * rollout["tool_mask"]
+    return mask.sum()
+
+
+def mask_rows_out(rollout: dict[str, Any], rows: slice) -> None:
+    """Take ``rows`` out of the loss in place, the way TRL's ``mask_truncated_completions`` does: completion mask
+    (and tool mask) 0, advantage 0. They stay in the batch, so every process keeps its shape."""
+    rollout["completion_mask"][rows] = 0
+    if rollout.get("tool_mask") is not None:
+        rollout["tool_mask"][rows] = 0
+    rollout["advantages"][rows] = 0.0
 
 
 @dataclass

@@ -15,6 +15,10 @@ Additions, each small:
   of further prompts (:mod:`geo_r.trainer.group_filter`); off by default, and then nothing changes;
 - colocated vLLM on vLLM's CPU build gets its weights by vLLM's in-place reload (:mod:`geo_r.trainer.vllm_colocate`;
   TRL's own sync cannot write into the CPU build's packed layers); on a GPU TRL's sync is used as is.
+
+Every setting is a field of :class:`geo_r.trainer.config.GeoGRPOConfig` and read from ``self.args``; a plain
+``GRPOConfig`` works too (each Geo-R setting at its default). What the trainer relies on in TRL is checked when
+this module is imported (:mod:`geo_r.trainer.trl_contract`).
 """
 
 from __future__ import annotations
@@ -29,17 +33,20 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
-from trl.trainer.utils import RepeatSampler
+from trl.trainer.utils import RepeatSampler, get_config_model_id
 
 from geo_r.models.loading import freeze_vision_tower
 from geo_r.models.processor import vision_special_token_ids
+from geo_r.trainer import trl_contract
+from geo_r.trainer.config import GEO_FIELDS, GeoGRPOConfig, geo_option, group_filter_config
 from geo_r.trainer.geo_metrics import GeoMetricsBuffer, completion_errors_km, completion_points
 from geo_r.trainer.group_filter import (
     FilterOutcome,
-    GroupFilterConfig,
     flat_groups,
     kept_counts,
     local_rows,
+    loss_token_count,
+    mask_rows_out,
     replacement_indices,
     rollout_seed,
     select_rows,
@@ -51,7 +58,6 @@ from geo_r.trainer.image_memo import (
     undecoded_images,
 )
 from geo_r.trainer.vision_cache import (
-    DEFAULT_MAX_BYTES,
     VisionReuseCache,
     find_vision_towers,
     install_vision_reuse,
@@ -61,6 +67,9 @@ from geo_r.trainer.vision_cache import (
 from geo_r.trainer.vllm_colocate import install_cpu_weight_sync
 
 logger = logging.getLogger(__name__)
+
+trl_contract.check_trl_version()
+trl_contract.check_hooks(GRPOTrainer)
 
 
 def _always() -> bool:
@@ -75,37 +84,42 @@ def _block_tokens_kwargs(token_ids: list[int], use_vllm: bool) -> dict[str, Any]
 
 
 class GeoGRPOTrainer(GRPOTrainer):
-    """GRPO for geolocation: TRL's trainer with geo metrics, vision-token blocking, vision freezing and reuse."""
+    """GRPO for geolocation: TRL's trainer with geo metrics, vision-token blocking, vision freezing and reuse.
+
+    Takes ``GRPOTrainer``'s arguments; Geo-R's settings come from ``args`` (a :class:`GeoGRPOConfig`, or a plain
+    ``GRPOConfig`` for the defaults)."""
 
     _tag_names = ["trl", "grpo", "geo-r", "geolocation"]
 
-    def __init__(
-        self,
-        *args: Any,
-        freeze_vision_modules: bool = False,
-        vision_reuse: bool = True,
-        vision_cache_max_bytes: int = DEFAULT_MAX_BYTES,
-        group_filter: GroupFilterConfig | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._group_filter = group_filter if group_filter is not None else GroupFilterConfig()
-        self._last_rewards_per_func: torch.Tensor | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        moved = sorted(set(kwargs) & {*GEO_FIELDS, "vision_cache_max_bytes"})
+        if moved:
+            raise TypeError(f"GeoGRPOTrainer: {', '.join(moved)} are GeoGRPOConfig fields now; set them on args "
+                            "(geo_r.trainer.config.GeoGRPOConfig)")
+        self._reward_capture: list[torch.Tensor] | None = None
         bound = inspect.signature(GRPOTrainer.__init__).bind(None, *args, **kwargs)
+        model = bound.arguments["model"]
         training_args = bound.arguments.get("args")
-        processing_class = bound.arguments.get("processing_class")
-        if training_args is not None and processing_class is not None:
-            blocked = vision_special_token_ids(processing_class)
-            if blocked:
-                # a copy: the caller's GRPOConfig is theirs (they may build another trainer from it)
-                training_args = copy.copy(training_args)
-                user_kwargs = dict(training_args.generation_kwargs or {})
-                training_args.generation_kwargs = {**_block_tokens_kwargs(blocked, training_args.use_vllm), **user_kwargs}
-                bound.arguments["args"] = training_args
+        if training_args is None:  # TRL's default, as a GeoGRPOConfig
+            name = model if isinstance(model, str) else get_config_model_id(model.config)
+            training_args = GeoGRPOConfig(f"{name.split('/')[-1]}-GRPO")
+        group_filter_config(training_args)  # a bad setting on a hand-built config fails before the model loads
+        blocked = vision_special_token_ids(_tokenizer_source(bound.arguments.get("processing_class"), model,
+                                                             training_args))
+        if blocked:
+            # a copy: the caller's GRPOConfig is theirs (they may build another trainer from it)
+            training_args = copy.copy(training_args)
+            user_kwargs = dict(training_args.generation_kwargs or {})
+            training_args.generation_kwargs = {**_block_tokens_kwargs(blocked, training_args.use_vllm), **user_kwargs}
+        bound.arguments["args"] = training_args
         super().__init__(*bound.args[1:], **bound.kwargs)
+        if missing := trl_contract.missing_attributes(self):
+            raise trl_contract.UntestedTRLError(f"GRPOTrainer no longer sets {missing}, which GeoGRPOTrainer reads")
         if self.use_vllm:
             install_cpu_weight_sync(self.vllm_generation)
+        self._group_filter = group_filter_config(self.args)
         self._geo_buffers = {"train": GeoMetricsBuffer(), "eval": GeoMetricsBuffer()}
-        if freeze_vision_modules:
+        if geo_option(self.args, "freeze_vision_modules"):
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             n = freeze_vision_tower(base)
             logger.info("froze the vision tower: %d parameters", n)
@@ -117,16 +131,17 @@ class GeoGRPOTrainer(GRPOTrainer):
         self._vision_cache: VisionReuseCache | None = None
         self._image_memo: ImageProcessorMemo | None = None
         self._decode_memo: ImageDecodeMemo | None = None
-        if vision_reuse:
-            self._setup_vision_reuse(vision_cache_max_bytes)
+        if geo_option(self.args, "vision_reuse"):
+            self._setup_vision_reuse(geo_option(self.args, "vision_cache_max_mb") * 2**20,
+                                     timing=geo_option(self.args, "vision_timing"))
 
-    def _setup_vision_reuse(self, max_bytes: int) -> None:
+    def _setup_vision_reuse(self, max_bytes: int, timing: bool = False) -> None:
         """Wrap the policy's (and the reference model's) vision tower and memoize image processing per step."""
         towers = find_vision_towers(self.model)
         if not towers:
             logger.info("vision reuse: no Qwen-VL vision tower found; nothing to reuse")
             return
-        self._vision_cache = VisionReuseCache(max_bytes=max_bytes)
+        self._vision_cache = VisionReuseCache(max_bytes=max_bytes, timing=timing)
         for tower in towers:
             install_vision_reuse(tower, self._vision_cache, group="policy")
         if self.ref_model is not None:
@@ -158,37 +173,46 @@ class GeoGRPOTrainer(GRPOTrainer):
         self.add_callback(_VisionStepCallback(self))
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        out = self._rollout(inputs)
+        out, rewards_per_func = self._rollout(inputs)
         if self._group_filter.enabled and self.model.training:
-            out = self._refill_flat_groups(out)
+            out = self._refill_flat_groups(out, rewards_per_func)
         return out
 
-    def _rollout(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        """TRL's rollout (generate, score, advantages) with each photo decoded and processed once."""
+    def _rollout(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor]:
+        """TRL's rollout (generate, score, advantages) with each photo decoded and processed once, and the
+        (rows x reward functions) rewards TRL gathered from every process for it."""
         if self._decode_memo is not None:
             inputs = self._decode_memo.decode_rows(inputs)
-        if self._image_memo is None:
-            return super()._generate_and_score_completions(inputs)
+        captured: list[torch.Tensor] = []
+        self._reward_capture = captured
         try:
-            with memoized_image_processor(self.processing_class, self._image_memo):
-                return super()._generate_and_score_completions(inputs)
+            if self._image_memo is None:
+                out = super()._generate_and_score_completions(inputs)
+            else:
+                with memoized_image_processor(self.processing_class, self._image_memo):
+                    out = super()._generate_and_score_completions(inputs)
         finally:
-            self._image_memo.forget()  # the rollout's two processor calls are done; keep no pixels past it
+            self._reward_capture = None
+            if self._image_memo is not None:
+                self._image_memo.forget()  # the rollout's two processor calls are done; keep no pixels past it
+        if len(captured) != 1:
+            raise trl_contract.UntestedTRLError(
+                f"TRL's rollout called _calculate_rewards {len(captured)} times (GeoGRPOTrainer expects once)")
+        return out, captured[0]
 
-    def _refill_flat_groups(self, out: dict[str, Any]) -> dict[str, Any]:
+    def _refill_flat_groups(self, out: dict[str, Any], rewards_per_func: torch.Tensor) -> dict[str, Any]:
         """Drop the rows of groups whose rewards agree; refill from rollouts of further prompts (DAPO).
 
         Decisions come from the rewards gathered from every process, so all processes make the same number of
-        rollouts. When ``max_tries`` rollouts leave a process short, dropped rows fill it with their loss masked."""
+        rollouts. When ``max_tries`` rollouts leave a process short, dropped rows fill it, taken out of the loss."""
         cfg, n = self._group_filter, self.num_generations
         nproc, rank = self.accelerator.num_processes, self.accelerator.process_index
         local = out["completion_ids"].size(0)
 
-        def flat_of_last_rollout() -> torch.Tensor:
-            return flat_groups(self._last_rewards_per_func, self.reward_weights, n,
-                               self.multi_objective_aggregation, cfg.tolerance)
+        def flat_of(rewards: torch.Tensor) -> torch.Tensor:
+            return flat_groups(rewards, self.reward_weights, n, self.multi_objective_aggregation, cfg.tolerance)
 
-        flat = flat_of_last_rollout()
+        flat = flat_of(rewards_per_func)
         outcome = FilterOutcome(groups=len(flat), filtered=int(flat.sum()), rows=local * nproc)
         if outcome.filtered:
             kept, dropped = local_rows(flat, n, rank, local)
@@ -200,8 +224,8 @@ class GeoGRPOTrainer(GRPOTrainer):
                 indices = replacement_indices(
                     len(self.train_dataset), local * nproc // n, n,
                     rollout_seed(seed, self.state.global_step, outcome.extra_rollouts), rank, local)
-                extra = self._rollout([self.train_dataset[i] for i in indices])
-                flat = flat_of_last_rollout()
+                extra, extra_rewards = self._rollout([self.train_dataset[i] for i in indices])
+                flat = flat_of(extra_rewards)
                 outcome.extra_completions += local * nproc
                 outcome.extra_groups += len(flat)
                 outcome.extra_groups_filtered += int(flat.sum())
@@ -218,12 +242,8 @@ class GeoGRPOTrainer(GRPOTrainer):
             outcome.filler_rows = sum(max(0, local - c) for c in counts)
             out = select_rows(selection, self._tokenizer.pad_token_id)
             if need:
-                loss_mask = torch.ones_like(out["completion_mask"])
-                loss_mask[local - need:] = 0
-                out["advantages"][local - need:] = 0.0
-                out["tool_mask"] = loss_mask if out.get("tool_mask") is None else out["tool_mask"] * loss_mask
-            loss_mask = out["completion_mask"] if out.get("tool_mask") is None else out["completion_mask"] * out["tool_mask"]
-            out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+                mask_rows_out(out, slice(local - need, None))
+            out["num_items_in_batch"] = self.accelerator.gather(loss_token_count(out)).sum()
         for key, value in outcome.metrics().items():
             self._metrics["train"][key].append(value)
         return out
@@ -234,7 +254,7 @@ class GeoGRPOTrainer(GRPOTrainer):
         memo = self._image_memo.end_step() if self._image_memo is not None else (0, 0)
         decoded = self._decode_memo.end_step() if self._decode_memo is not None else 0
         local = [stats.images, stats.encodings, stats.cache_hits, stats.dummy_calls, stats.seconds,
-                 stats.peak_cache_bytes / 2**20, memo[0], decoded]
+                 stats.peak_cache_bytes / 2**20, memo[0], decoded]  # every process sends the same list
         totals = self.accelerator.gather(torch.tensor([local], dtype=torch.float64, device=self.accelerator.device))
         images, encodings, hits, dummy, seconds, peak_mb, processed, decoded = totals.sum(0).tolist()
         mode = "train" if self.model.training else "eval"
@@ -242,7 +262,8 @@ class GeoGRPOTrainer(GRPOTrainer):
         metrics["vision/images"].append(images)
         metrics["vision/encodings"].append(encodings)
         metrics["vision/cache_hits"].append(hits)
-        metrics["vision/seconds"].append(seconds)
+        if self._vision_cache.timing:
+            metrics["vision/seconds"].append(seconds)
         metrics["vision/cache_peak_mb"].append(peak_mb)
         metrics["vision/images_processed"].append(processed)
         if self._decode_memo is not None:
@@ -271,7 +292,8 @@ class GeoGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list, completion_ids_list: list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._last_rewards_per_func = rewards  # gathered from every process: the group filter decides on it
+        if self._reward_capture is not None:  # inside _rollout: gathered from every process, the filter's input
+            self._reward_capture.append(rewards)
         if inputs and "lat" in inputs[0] and "lon" in inputs[0]:
             errors = completion_errors_km(completions, [x["lat"] for x in inputs], [x["lon"] for x in inputs])
             mode = "train" if self.model.training else "eval"
@@ -287,6 +309,18 @@ class GeoGRPOTrainer(GRPOTrainer):
             geo = {f"eval_{k}": v for k, v in geo.items()}
         logs.update(geo)
         super().log(logs, start_time)
+
+
+def _tokenizer_source(processing_class: Any, model: Any, args: Any) -> Any:
+    """What :func:`vision_special_token_ids` reads the vision tokens from: the caller's processing class or, when
+    TRL is to load one itself from the model id, that model id's tokenizer (so the block applies either way)."""
+    if processing_class is not None:
+        return processing_class
+    from transformers import AutoTokenizer
+
+    model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+    revision = (args.model_init_kwargs or {}).get("revision") if isinstance(model, str) else None
+    return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=args.trust_remote_code)
 
 
 class _VisionStepCallback(TrainerCallback):

@@ -7,14 +7,17 @@ vision tower once per copy per pass. :func:`install_vision_reuse` wraps the ``fo
 
 * within one call, photos with identical pixels and grid are encoded once and their outputs are copied to every
   occurrence with ``index_select`` (autograd follows it, so a trained tower gets the summed gradient of its
-  copies, as it would from separate encodings);
+  copies: equal in exact arithmetic to separate encodings, summed in another order, so not bit for bit in
+  floating point);
 * while the tower is frozen (no parameter requires grad), the outputs are kept in a per-step cache keyed by
   content (a device-side fingerprint, confirmed by ``torch.equal`` on the pixels) and reused by later passes of
   the same step, including the reference model's when its tower is the same module or holds equal weights. The
   trainer clears it at every optimizer step; its size is bounded (``max_bytes``) and reported.
 
 Exactness: the tower attends within each image only (``cu_seqlens``), so an image's output does not depend on
-what else is in the call; outputs are reused only under the same autocast state. Under DeepSpeed ZeRO-3 every
+what else is in the call; outputs are reused only under the same autocast state. With a frozen tower the results
+are bit for bit those without reuse; with a trained one the tower's gradient differs by rounding (measured and
+bounded in tests/test_vision_reuse_train.py; docs/training.md). Under DeepSpeed ZeRO-3 every
 rank must run the partitioned tower the same number of times, so a rank whose call is served wholly from the
 cache runs a 4-patch dummy encoding when any other rank encodes (:func:`_ranks_encoding`).
 """
@@ -45,7 +48,7 @@ class VisionStats:
     encodings: int = 0  # images really encoded (dummy ZeRO-3 padding calls excluded)
     dummy_calls: int = 0  # ZeRO-3 padding calls
     cache_hits: int = 0  # images served from the per-step cache
-    seconds: float = 0.0  # wall time inside the tower (encodings and dummy calls)
+    seconds: float = 0.0  # wall time inside the tower (encodings and dummy calls); only with the cache's timing
     peak_cache_bytes: int = 0
     cache_full: int = 0  # images not cached because the bound was reached
 
@@ -66,6 +69,7 @@ class VisionReuseCache:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     reuse_across_passes: bool = True
+    timing: bool = False  # time the tower calls (stats.seconds); on CUDA each call then waits for the device twice
     stats: VisionStats = field(default_factory=VisionStats)
     _entries: dict[tuple, list[_Entry]] = field(default_factory=dict)
     _bytes: int = 0
@@ -191,6 +195,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _call_tower(cache: VisionReuseCache, fn: Callable[..., Any], pixels: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """Run the tower; with ``cache.timing``, add its wall time to ``cache.stats.seconds``, synchronising the device
+    around the call (CUDA runs kernels asynchronously: without it the host time measures only their launch)."""
+    if not cache.timing:
+        return fn(pixels, *args, **kwargs)
+    _sync(pixels.device)
+    start = time.perf_counter()
+    out = fn(pixels, *args, **kwargs)
+    _sync(pixels.device)
+    cache.stats.seconds += time.perf_counter() - start
+    return out
+
+
 def install_vision_reuse(
     visual: torch.nn.Module,
     cache: VisionReuseCache,
@@ -221,11 +238,7 @@ def install_vision_reuse(
         return _dedup_forward(frozen, original, cache, group, merge, zero3, hidden_states, grid_thw, kwargs)
 
     def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        _sync(args[0].device)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        _sync(args[0].device)
-        cache.stats.seconds += time.perf_counter() - start
+        out = _call_tower(cache, fn, *args, **kwargs)
         cache.stats.images += int(args[1].shape[0]) if args[1] is not None else 0
         cache.stats.encodings += int(args[1].shape[0]) if args[1] is not None else 0
         return out
@@ -357,11 +370,7 @@ def _encode(
     kwargs: dict[str, Any],
     count: int,
 ) -> Any:
-    _sync(pixels.device)
-    start = time.perf_counter()
-    out = original(pixels, grid_thw=grid_thw, **kwargs)
-    _sync(pixels.device)
-    cache.stats.seconds += time.perf_counter() - start
+    out = _call_tower(cache, original, pixels, grid_thw=grid_thw, **kwargs)
     cache.stats.encodings += count
     return out
 

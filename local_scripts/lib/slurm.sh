@@ -2,12 +2,14 @@
 # torchrun's c10d rendezvous (node ranks from SLURM_NODEID), and save-then-requeue on SLURM's time-limit signal.
 #   geo_r_slurm_run SCRIPT ARGS...   runs "bash SCRIPT ARGS..." once per node through srun, waits, requeues if asked
 # Set in the environment or the sbatch lines: NPROC_PER_NODE (default: SLURM_GPUS_ON_NODE, else 1),
-# MASTER_PORT (29500), DIST_TIMEOUT (1800 s), GEO_R_REQUEUE (1: requeue after a stop on the signal; 0: don't).
+# MASTER_PORT (defaults.sh: 29500), DIST_TIMEOUT (defaults.sh: 1800 s), GEO_R_REQUEUE (1: requeue after a stop on the signal; 0: don't).
 set -euo pipefail
 : "${SLURM_JOB_ID:?not inside a SLURM allocation (submit with sbatch)}"
+# shellcheck source=defaults.sh
+source "$(dirname "${BASH_SOURCE[0]}")/defaults.sh"
 NNODES="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:?SLURM_JOB_NUM_NODES is not set}}"
 MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk 'NR == 1')}"
-MASTER_PORT="${MASTER_PORT:-29500}"
+MASTER_PORT="${MASTER_PORT:-$GEO_R_DEFAULT_MASTER_PORT}"
 NPROC_PER_NODE="${NPROC_PER_NODE:-${SLURM_GPUS_ON_NODE:-1}}"
 RDZV_BACKEND=c10d
 RDZV_ID="$SLURM_JOB_ID"
