@@ -51,10 +51,19 @@ KIND_ROWS = (
     ("retrieval.leakage_aware", "retrieval_top1", "retrieval top-1, leakage-aware"),
     ("retrieval.standard", "retrieval_top1", "retrieval top-1, standard"),
     ("grpo_plain", "model", "retrieval-free SFT -> GRPO"),
-    ("grpo_cand.leakage_aware", "model", "retrieval-augmented SFT -> GRPO, leakage-aware"),
-    ("grpo_cand.standard", "model", "retrieval-augmented SFT -> GRPO, standard"),
+    ("grpo_cand.leakage_aware", "model", "augmented SFT -> GRPO, leakage-aware"),
+    ("grpo_cand.standard", "model", "augmented SFT -> GRPO, standard"),
 )
-KINDS = ("gallery_site", "gallery_only_site", "uncovered_city", "near_duplicate")
+KINDS = ("gallery_site", "gallery_only_site", "uncovered_city", "near_duplicate", "owner_query",
+         "other_author_query")
+KIND_LABELS = {
+    "gallery_site": "sites with gallery and training photos",
+    "gallery_only_site": "gallery-only sites (no training photo)",
+    "uncovered_city": "uncovered cities (no gallery photo)",
+    "near_duplicate": "re-posts of gallery photos",
+    "owner_query": "covered sites, photo by the site's owner",
+    "other_author_query": "covered sites, photo by anyone else",
+}
 
 
 def spread(values: list[float], fmt: str = "{:.1f}") -> str:
@@ -80,26 +89,38 @@ def accuracy_table(results: list[dict[str, Any]]) -> str:
 
 
 def kind_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: accuracy at 1 and 25 km per kind of held-out photo, and the share answered ``Candidate: none``."""
-    head = ["method"]
-    for kind in KINDS:
-        n = spread([r["by_kind"]["grpo_plain"][kind]["n"] for r in results if kind in r["by_kind"]["grpo_plain"]],
-                   "{:.0f}")
-        head.append(f"{kind.replace('_', ' ')} (n={n}) @1 / @25 km")
-    head.append("uncovered city: answered none")
+    """Markdown: one row per kind of held-out photo (and author group), accuracy at 1 / 25 km of each method
+    and the share of the augmented model's answers that name no candidate."""
+    head = ["held-out photos", "n", *(f"{label} @1 / @25 km" for _, _, label in KIND_ROWS),
+            "augmented SFT -> GRPO (leakage-aware): answers `Candidate: none`"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, who, label in KIND_ROWS:
-        cells = [label]
-        for kind in KINDS:
+    for kind in KINDS:
+        base = [r["by_kind"]["grpo_plain"][kind] for r in results if kind in r["by_kind"]["grpo_plain"]]
+        if not base:
+            continue
+        cells = [KIND_LABELS[kind], spread([e["n"] for e in base], "{:.0f}")]
+        for name, who, _ in KIND_ROWS:
             entries = [r["by_kind"][name][kind] for r in results if kind in r["by_kind"].get(name, {})]
             a1 = spread([e[f"{who}_acc@1km"] for e in entries if f"{who}_acc@1km" in e])
             a25 = spread([e[f"{who}_acc@25km"] for e in entries if f"{who}_acc@25km" in e])
             cells.append(f"{a1} / {a25}")
-        nones = [r["by_kind"][name]["uncovered_city"].get("model_none_pct") for r in results
-                 if "uncovered_city" in r["by_kind"].get(name, {})]
-        cells.append(spread([v for v in nones if v is not None]) if any(v is not None for v in nones) else "-")
+        nones = [r["by_kind"]["grpo_cand.leakage_aware"][kind].get("model_none_pct") for r in results
+                 if kind in r["by_kind"].get("grpo_cand.leakage_aware", {})]
+        cells.append(spread([v for v in nones if v is not None]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def rebreakdown(data: dict[str, Any], out: Path, command: list[str]) -> dict[str, Any]:
+    """Recompute every seed's per-kind breakdown from its run folder under ``out`` (its eval scores and world,
+    nothing run again), for a breakdown added after the runs; records who recomputed it."""
+    from geo_r.demo.retrieval_pipeline import by_kind
+
+    for r in data["results"]:
+        run = out / f"seed{r['seed']}"
+        r["by_kind"] = {name: by_kind(run / "eval" / name, run / "world" / "heldout.jsonl") for name in r["by_kind"]}
+        r["by_kind_recomputed"] = provenance(command)
+    return data
 
 
 def report(data: dict[str, Any]) -> str:
@@ -139,11 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in RECIPE.items():
         parser.add_argument(f"--{name}", type=int, default=value, help=f"default {value}")
     parser.add_argument("--report", action="store_true", help="print the tables from --json; run nothing")
+    parser.add_argument("--rebreakdown", action="store_true",
+                        help="recompute the per-kind breakdown of the JSON's seeds from their run folders under --out "
+                             "(nothing is run again), then print the tables")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--resume", action="store_true",
                         help="keep a seed's stages that completed in an earlier, interrupted run (default: start over)")
     args = parser.parse_args(argv)
     json_path = Path(args.json)
+    command = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    if args.rebreakdown:
+        data = _load(json_path)
+        if data is None:
+            print(f"{json_path}: no such file; run the bench first", file=sys.stderr)
+            return 2
+        json_path.write_text(json.dumps(rebreakdown(data, Path(args.out), command), indent=2) + "\n",
+                             encoding="utf-8")
+        print(report(data))
+        return 0
     if args.report:
         data = _load(json_path)
         if data is None:
@@ -160,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if previous is not None and previous["recipe"] == _recipe(RetrievalDemoConfig(**recipe, **FIXED), out):
         results = [r for r in previous["results"] if r["seed"] not in args.seeds]
-    command = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
     for seed in args.seeds:
         cfg = RetrievalDemoConfig(out_dir=str(out / f"seed{seed}"), seed=seed, **recipe, **FIXED)
         t0 = time.monotonic()

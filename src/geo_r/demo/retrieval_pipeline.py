@@ -156,19 +156,36 @@ def retrieval_rows(eval_dir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def by_kind(eval_dir: Path, heldout: Path) -> dict[str, dict[str, Any]]:
-    """Accuracy at 1 and 25 km per kind of held-out photo (``kind`` of the world's records), the model's and,
-    when the evaluation had candidates, retrieval top-1's and the oracle's, from ``scores.jsonl``."""
-    kinds = {}
+# Groups of held-out photos beyond the world's kinds: photos of covered sites by the site's owner (whose own
+# gallery shots of the spot the leakage-aware protocol drops) and by anyone else.
+AUTHOR_GROUPS: tuple[str, ...] = ("owner_query", "other_author_query")
+
+
+def heldout_groups(heldout: Path) -> dict[str, list[str]]:
+    """Each held-out id's groups: its ``kind`` and, for photos of covered sites, ``owner_query`` or
+    ``other_author_query`` (owners from ``sites.json`` beside ``heldout``)."""
+    owners = {s["id"]: s["owner"] for s in json.loads((heldout.parent / "sites.json").read_text(encoding="utf-8"))}
+    groups: dict[str, list[str]] = {}
     for line in heldout.read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
-            kinds[rec["id"]] = rec["kind"]
+            mine = [rec["kind"]]
+            if rec["kind"] in ("gallery_site", "gallery_only_site"):
+                mine.append("owner_query" if rec["author"] == owners[rec["site"]] else "other_author_query")
+            groups[rec["id"]] = mine
+    return groups
+
+
+def by_kind(eval_dir: Path, heldout: Path) -> dict[str, dict[str, Any]]:
+    """Accuracy at 1 and 25 km per kind of held-out photo (``kind`` of the world's records) and per author
+    group (:data:`AUTHOR_GROUPS`), the model's and, when the evaluation had candidates, retrieval top-1's and
+    the oracle's, from ``scores.jsonl``; plus the share of answers naming no candidate."""
+    groups = heldout_groups(heldout)
     rows = [json.loads(line) for line in (eval_dir / "scores.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     out: dict[str, dict[str, Any]] = {}
-    for kind in HELDOUT_KINDS:
-        mine = [r for r in rows if kinds.get(r["id"]) == kind]
+    for kind in (*HELDOUT_KINDS, *AUTHOR_GROUPS):
+        mine = [r for r in rows if kind in groups.get(r["id"], ())]
         if not mine:
             continue
         entry: dict[str, Any] = {"n": len(mine)}
