@@ -2,6 +2,7 @@
 
     python bench/bench_retrieval_demo.py                          # seeds 0 1 2, the bench recipe below
     python bench/bench_retrieval_demo.py --seeds 1 --resume       # finish one seed; the others stay in the JSON
+    python bench/bench_retrieval_demo.py --seeds 0 --model_free_seeds 1 2   # train on seed 0 only
     python bench/bench_retrieval_demo.py --report                 # print the tables from the JSON only
 
 Each seed runs (``--resume``: continues) :func:`geo_r.demo.retrieval_pipeline.run_retrieval_demo` from scratch (new tiny model, new
@@ -77,14 +78,15 @@ def spread(values: list[float], fmt: str = "{:.1f}") -> str:
 
 def accuracy_table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per method and protocol, accuracy (%) on held-out photos at every threshold."""
-    head = ["method", "candidates' protocol", *(f"acc@{t} km" for t in THRESHOLDS_KM)]
+    head = ["method", "candidates' protocol", "seeds", *(f"acc@{t} km" for t in THRESHOLDS_KM)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, protocol in TABLE_ROWS:
         present = [r["rows"][key] for r in results if key in r["rows"]]
         if not present:
             continue
         cells = [spread([row[f"acc@{t}km"] for row in present]) for t in THRESHOLDS_KM]
-        lines.append("| " + " | ".join([label, protocol, *cells]) + " |")
+        seeds = ",".join(str(r["seed"]) for r in results if key in r["rows"])
+        lines.append("| " + " | ".join([label, protocol, seeds, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -95,7 +97,8 @@ def kind_table(results: list[dict[str, Any]]) -> str:
             "augmented SFT -> GRPO (leakage-aware): answers `Candidate: none`"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind in KINDS:
-        base = [r["by_kind"]["grpo_plain"][kind] for r in results if kind in r["by_kind"]["grpo_plain"]]
+        base = [r["by_kind"]["retrieval.leakage_aware"][kind] for r in results
+                if kind in r["by_kind"]["retrieval.leakage_aware"]]
         if not base:
             continue
         cells = [KIND_LABELS[kind], spread([e["n"] for e in base], "{:.0f}")]
@@ -127,10 +130,12 @@ def report(data: dict[str, Any]) -> str:
     """Both tables and a line on seeds, recipe and time, from the bench JSON."""
     results = sorted(data["results"], key=lambda r: r["seed"])
     seeds = ", ".join(str(r["seed"]) for r in results)
-    walls = ", ".join(f"seed {r['seed']} {r['wall_s'] / 60:.1f} min" for r in results)
+    walls = ", ".join(f"seed {r['seed']} {r['wall_s'] / 60:.1f} min"
+                      + ("" if r.get("trained", True) else " (no training)") for r in results)
     recipe = data["recipe"]
     return "\n".join([
         f"Held-out photos of the retrieval world, % within each distance; mean (min-max) over seeds {seeds} "
+        "(models: over the seeds that trained them) "
         f"(SFT {recipe['sft_steps']} steps, GRPO {recipe['grpo_steps']} steps x {recipe['grpo_batch_size']} "
         f"prompts x {recipe['num_generations']} generations; wall time {walls}).",
         "",
@@ -154,7 +159,9 @@ def _load(path: Path) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the retrieval demo per seed (or only --report), write the JSON, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="seeds run in full")
+    parser.add_argument("--model_free_seeds", type=int, nargs="*", default=[],
+                        help="seeds run without training: only the no-model rows (retrieval top-1, candidate oracle)")
     parser.add_argument("--out", default="outputs/bench_retrieval_demo", help="one run folder per seed")
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="the bench JSON (read by --report)")
     for name, value in RECIPE.items():
@@ -193,15 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     previous = _load(json_path)
     results = []
     if previous is not None and previous["recipe"] == _recipe(RetrievalDemoConfig(**recipe, **FIXED), out):
-        results = [r for r in previous["results"] if r["seed"] not in args.seeds]
-    for seed in args.seeds:
+        results = [r for r in previous["results"] if r["seed"] not in (*args.seeds, *args.model_free_seeds)]
+    runs = [(seed, True) for seed in args.seeds] + [(seed, False) for seed in args.model_free_seeds]
+    for seed, train in runs:
         cfg = RetrievalDemoConfig(out_dir=str(out / f"seed{seed}"), seed=seed, **recipe, **FIXED)
         t0 = time.monotonic()
-        summary = run_retrieval_demo(cfg, show_progress=not args.quiet, overwrite=not args.resume)
+        summary = run_retrieval_demo(cfg, show_progress=not args.quiet, overwrite=not args.resume, train=train)
         wall = time.monotonic() - t0
         results = [r for r in results if r["seed"] != seed] + [{
             "seed": seed, "wall_s": round(wall, 1), "resumed": args.resume, "provenance": provenance(command),
-            **{key: summary[key] for key in ("rows", "by_kind", "retrieve", "near_duplicate_rule", "world_counts",
+            **{key: summary[key] for key in ("trained", "rows", "by_kind", "retrieve", "near_duplicate_rule", "world_counts",
                                              "timings_s")},
         }]
         results.sort(key=lambda r: r["seed"])

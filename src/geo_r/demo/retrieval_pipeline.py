@@ -233,8 +233,13 @@ def near_duplicate_check(neighbours_standard: Path, heldout: Path, threshold: fl
     return {"reposts": reposts, "reposts_caught": caught, "other_rows_at_or_above_threshold": other}
 
 
-def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, overwrite: bool = False) -> dict:
-    """Run every stage under ``cfg.out_dir`` (skipping complete ones); return and write the summary."""
+def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, overwrite: bool = False,
+                       train: bool = True) -> dict:
+    """Run every stage under ``cfg.out_dir`` (skipping complete ones); return and write the summary.
+
+    ``train=False`` runs only what the no-model rows need (world, index, held-out neighbours, the untrained
+    model's answers rescored with each protocol's candidates): retrieval top-1 and the candidate oracle, in
+    minutes instead of the trainings' tens of minutes."""
     from geo_r.demo.retrieval_world import write_retrieval_world
     from geo_r.demo.tiny_model import build_tiny_model
 
@@ -269,8 +274,11 @@ def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, ove
     stage("index", index_command(cfg, model, world["gallery"], images, idx), _done(idx / "manifest.json"))
     nb = {"train": out / "neighbours" / "train.leakage_aware.jsonl",
           **{p: out / "neighbours" / f"heldout.{p}.jsonl" for p in PROTOCOLS}}
-    stage("retrieve_train", retrieve_command(cfg, idx, world["train"], images, nb["train"], "leakage_aware"),
-          _retrieve_done(nb["train"]))
+    if train:
+        stage("retrieve_train", retrieve_command(cfg, idx, world["train"], images, nb["train"], "leakage_aware"),
+              _retrieve_done(nb["train"]))
+    else:
+        del nb["train"]
     for p in PROTOCOLS:
         stage(f"retrieve_heldout_{p}", retrieve_command(cfg, idx, world["heldout"], images, nb[p], p),
               _retrieve_done(nb[p]))
@@ -283,35 +291,41 @@ def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, ove
             cmd += _candidate_flags(cfg, nb[protocol])
         stage(f"eval_{name}", cmd, _done(evals / name / "metrics.json"))
 
-    heading(f"retrieval-free: SFT ({cfg.sft_steps} steps) -> GRPO ({cfg.grpo_steps} steps), rewards "
-            f"{' + '.join(REWARD_NAMES)}")
-    stage("sft_plain", sft_command(cfg, model, world["train"], images, out / "sft_plain"),
-          _done(out / "sft_plain" / "config.json"))
-    if cfg.eval_sft_extras:
-        evaluate("sft_plain", out / "sft_plain", None)
-    stage("grpo_plain", grpo_command(cfg, out / "sft_plain", world["train"], images, out / "grpo_plain"),
-          _done(out / "grpo_plain" / "config.json"))
-    evaluate("grpo_plain", out / "grpo_plain", None)
-
-    heading(f"retrieval-augmented: SFT --candidates -> GRPO --candidates, rewards {' + '.join(CANDIDATE_REWARDS)}")
-    cand = _candidate_flags(cfg, nb["train"])
-    stage("sft_cand", sft_command(cfg, model, world["train"], images, out / "sft_cand") + cand,
-          _done(out / "sft_cand" / "config.json"))
     protocols = PROTOCOLS if cfg.eval_standard_models else PROTOCOLS[:1]
     sft_protocols = protocols if cfg.eval_sft_extras else PROTOCOLS[:1]
-    for p in sft_protocols:
-        evaluate(f"sft_cand.{p}", out / "sft_cand", p)
-    grpo = grpo_command(cfg, out / "sft_cand", world["train"], images, out / "grpo_cand",
-                        reward_flags=cfg.candidate_reward_flags()) + cand
-    stage("grpo_cand", grpo, _done(out / "grpo_cand" / "config.json"))
-    for p in protocols:
-        evaluate(f"grpo_cand.{p}", out / "grpo_cand", p)
+    if train:
+        heading(f"retrieval-free: SFT ({cfg.sft_steps} steps) -> GRPO ({cfg.grpo_steps} steps), rewards "
+                f"{' + '.join(REWARD_NAMES)}")
+        stage("sft_plain", sft_command(cfg, model, world["train"], images, out / "sft_plain"),
+              _done(out / "sft_plain" / "config.json"))
+        if cfg.eval_sft_extras:
+            evaluate("sft_plain", out / "sft_plain", None)
+        stage("grpo_plain", grpo_command(cfg, out / "sft_plain", world["train"], images, out / "grpo_plain"),
+              _done(out / "grpo_plain" / "config.json"))
+        evaluate("grpo_plain", out / "grpo_plain", None)
+
+        heading(f"retrieval-augmented: SFT --candidates -> GRPO --candidates, rewards {' + '.join(CANDIDATE_REWARDS)}")
+        cand = _candidate_flags(cfg, nb["train"])
+        stage("sft_cand", sft_command(cfg, model, world["train"], images, out / "sft_cand") + cand,
+              _done(out / "sft_cand" / "config.json"))
+        for p in sft_protocols:
+            evaluate(f"sft_cand.{p}", out / "sft_cand", p)
+        grpo = grpo_command(cfg, out / "sft_cand", world["train"], images, out / "grpo_cand",
+                            reward_flags=cfg.candidate_reward_flags()) + cand
+        stage("grpo_cand", grpo, _done(out / "grpo_cand" / "config.json"))
+        for p in protocols:
+            evaluate(f"grpo_cand.{p}", out / "grpo_cand", p)
+
+    else:
+        heading("no training: the untrained model's answers, for the no-model rows only")
+        evaluate("untrained", model, None)
+    answers = evals / ("grpo_plain" if train else "untrained") / "predictions.jsonl"
 
     heading("no-model rows: retrieval top-1 and the candidate oracle, under both protocols")
-    for p in PROTOCOLS:  # the retrieval-free model's predictions rescored with candidates: no generation
+    for p in PROTOCOLS:  # the retrieval-free model's answers rescored with candidates: no generation
         name = f"retrieval.{p}"
         cmd = _with_thresholds([
-            python_executable(), "-m", "geo_r.cli", "eval", "--predictions", str(evals / "grpo_plain" / "predictions.jsonl"),
+            python_executable(), "-m", "geo_r.cli", "eval", "--predictions", str(answers),
             "--data_file_paths", str(world["heldout"]), "--image_folders", str(images), "--output_dir",
             str(evals / name), "--overwrite", "--run_name", name, "--thresholds", "--benchmark", "none",
         ]) + _candidate_flags(cfg, nb[p])
@@ -322,7 +336,7 @@ def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, ove
         for key, row in retrieval_rows(evals / f"retrieval.{p}").items():
             rows[f"{key}.{p}"] = row
     evaluated = [*(["sft_plain"] if cfg.eval_sft_extras else []), "grpo_plain",
-                 *(f"sft_cand.{p}" for p in sft_protocols), *(f"grpo_cand.{p}" for p in protocols)]
+                 *(f"sft_cand.{p}" for p in sft_protocols), *(f"grpo_cand.{p}" for p in protocols)] if train else []
     for name in evaluated:
         rows[name] = model_row(evals / name)
     kinds = {name: by_kind(evals / name, world["heldout"])
@@ -330,6 +344,7 @@ def run_retrieval_demo(cfg: RetrievalDemoConfig, show_progress: bool = True, ove
     timings["total"] = time.monotonic() - t_all
     summary = {
         "config": asdict(cfg),
+        "trained": train,
         "world_counts": counts,
         "rows": rows,
         "by_kind": kinds,
