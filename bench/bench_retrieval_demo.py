@@ -68,10 +68,10 @@ KIND_LABELS = {
 
 
 def spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    """``mean (min-max)`` of the seeds' values; one seed: the value alone."""
+    """``mean (min-max)`` of the seeds' values; one seed, or the same value for all: the value alone."""
     if not values:
         return "n/a"
-    if len(values) == 1:
+    if len(values) == 1 or min(values) == max(values):
         return fmt.format(values[0])
     return f"{fmt.format(mean(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
