@@ -21,8 +21,9 @@ from geo_r.eval.predictions import (
     repair_tail,
     shard_path,
 )
-from geo_r.eval.runner import DistEnv, generate_predictions, pending_records
+from geo_r.eval.runner import generate_predictions, pending_records
 from geo_r.prompts import render_answer
+from geo_r.runtime.ranks import Ranks
 
 
 def _records(n: int) -> list[GeoRecord]:
@@ -114,7 +115,7 @@ def test_merge_shards_dedups_orders_and_removes_shards(tmp_path: Path) -> None:
 def test_sharding_covers_every_pending_record_once() -> None:
     records = _records(11)
     done = {"r001", "r004"}
-    shards = [pending_records(records, done, DistEnv(rank, 3, rank)) for rank in range(3)]
+    shards = [pending_records(records, done, Ranks(rank, 3, rank)) for rank in range(3)]
     ids = [r.id for shard in shards for r in shard]
     assert sorted(ids) == sorted(r.id for r in records if r.id not in done)
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
@@ -123,15 +124,15 @@ def test_sharding_covers_every_pending_record_once() -> None:
 def test_dist_env_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
-    assert DistEnv.from_env() == DistEnv(0, 1, 0)
+    assert Ranks.from_env() == Ranks(0, 1, 0)
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    env = DistEnv.from_env()
+    env = Ranks.from_env()
     assert (env.rank, env.world_size, env.local_rank, env.is_main, env.distributed) == (3, 4, 1, False, True)
     monkeypatch.setenv("RANK", "4")
     with pytest.raises(ValueError, match="inconsistent torchrun environment"):
-        DistEnv.from_env()
+        Ranks.from_env()
 
 
 def test_interrupted_generation_resumes_without_duplicates(tmp_path: Path) -> None:

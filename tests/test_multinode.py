@@ -133,7 +133,7 @@ def test_ddp_timeout_reaches_deepspeed_on_cpu_and_the_eval_barrier(monkeypatch):
     import deepspeed
     import torch.distributed as dist
 
-    from geo_r.eval import runner
+    from geo_r.runtime import ranks
     from geo_r.runtime.distributed import ddp_timeout_from_argv, init_deepspeed_on_cpu
 
     assert ddp_timeout_from_argv(["--ddp_timeout", "60", "--x", "--ddp_timeout=90"]) == 90
@@ -149,8 +149,8 @@ def test_ddp_timeout_reaches_deepspeed_on_cpu_and_the_eval_barrier(monkeypatch):
     assert seen["ds"] == timedelta(seconds=42)
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: seen.update(eval=kw["timeout"]))
-    monkeypatch.setattr(runner, "start_heartbeat", lambda timeout_s, what: seen.update(hb=timeout_s))
-    runner.init_distributed(runner.DistEnv(0, 2, 0), timedelta(seconds=7))
+    monkeypatch.setattr(ranks, "start_heartbeat", lambda timeout_s, what: seen.update(hb=timeout_s))
+    ranks.join(ranks.Ranks(0, 2, 0), 7, what="eval")
     assert seen["eval"] == timedelta(seconds=7) and seen["hb"] == 7
 
 

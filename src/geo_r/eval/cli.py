@@ -208,20 +208,19 @@ def _generate(
         read_predictions,
     )
     from geo_r.eval.vllm_backend import require_vllm
+    from geo_r.runtime import ranks
 
     if args.backend == "vllm":
         require_vllm()
     run_fingerprint = fingerprint(args)
-    from datetime import timedelta
-
-    heartbeat = runner.init_distributed(dist, timedelta(seconds=getattr(args, "ddp_timeout", DEFAULT_DIST_TIMEOUT_S)))
+    heartbeat = ranks.join(dist, getattr(args, "ddp_timeout", DEFAULT_DIST_TIMEOUT_S), what="eval")
     try:
         if args.overwrite and dist.is_main:
             for path in prediction_files(out_dir):
                 path.unlink()
-        runner.barrier(dist)
+        ranks.barrier(dist)
         _check_run_config(out_dir, run_fingerprint)
-        runner.barrier(dist)
+        ranks.barrier(dist)
         if dist.is_main:
             from geo_r.eval.outputs import write_json_atomic
 
@@ -242,7 +241,7 @@ def _generate(
             )
         else:
             logger.info("all %d image(s) already have predictions in %s; scoring only", len(records), out_dir)
-        runner.barrier(dist)
+        ranks.barrier(dist)
         if heartbeat is not None:
             heartbeat.stop()  # rank 0 merges and scores alone from here; the others exit
         if not dist.is_main:
@@ -261,7 +260,7 @@ def _generate(
             from geo_r.eval.vllm_backend import shutdown_engine
 
             shutdown_engine()  # first: the engine closes the process groups it joined, then ours is gone
-        runner.shutdown_distributed(dist)
+        ranks.leave(dist, heartbeat)
 
 
 def _settings(
@@ -375,8 +374,8 @@ def _run(args: argparse.Namespace) -> int:
     from geo_r.eval.metrics import check_thresholds
     from geo_r.eval.outputs import evaluate_and_write
     from geo_r.eval.published import resolve_benchmark
-    from geo_r.eval.runner import DistEnv
     from geo_r.eval.tts.aggregate import AGGREGATES
+    from geo_r.runtime.ranks import Ranks
 
     start = time.perf_counter()
     try:
@@ -404,7 +403,7 @@ def _run(args: argparse.Namespace) -> int:
         check_candidate_options(args.num_candidates, args.candidate_radius_km)
     except ValueError as exc:
         raise EvalConfigError(str(exc)) from None
-    dist = DistEnv.from_env()
+    dist = Ranks.from_env()
     if args.predictions is None and not args.model_name_or_path:
         raise EvalConfigError(
             "give --model_name_or_path (to generate) or --predictions FILE (to score a file)"

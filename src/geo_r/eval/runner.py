@@ -15,91 +15,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from geo_r.data.image_decode import UnreadableImageError, first_unreadable
 from geo_r.data.schema import GeoRecord
-from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
 from geo_r.eval.generate import Generator
 from geo_r.eval.predictions import PREDICTIONS_FILE, PredictionWriter, done_ids, prediction_line, shard_path
-from geo_r.runtime.heartbeat import Heartbeat, start_heartbeat
+from geo_r.runtime.ranks import Ranks, barrier
 
 logger = logging.getLogger(__name__)
 
-BARRIER_TIMEOUT = timedelta(seconds=DEFAULT_DIST_TIMEOUT_S)  # --ddp_timeout's default
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in a torchrun launch (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> DistEnv:
-        """Read ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` as torchrun sets them; ValueError if inconsistent."""
-        try:
-            rank = int(os.environ.get("RANK", "0"))
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            local = int(os.environ.get("LOCAL_RANK", str(rank)))
-        except ValueError as exc:
-            raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({exc})") from None
-        if world < 1 or not 0 <= rank < world or local < 0:
-            raise ValueError(
-                f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local}"
-            )
-        return cls(rank, world, local)
-
-    @property
-    def is_main(self) -> bool:
-        """True on rank 0, which merges, scores and writes the report."""
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        """True when launched with more than one process."""
-        return self.world_size > 1
-
-
-def init_distributed(dist: DistEnv, timeout: timedelta = BARRIER_TIMEOUT) -> Heartbeat | None:
-    """Join the torchrun process group (gloo, for barriers; ``timeout`` bounds each) when running with several
-    processes, and start the heartbeat that names a rank silent for ``timeout`` (stop it after the last barrier)."""
-    if not dist.distributed:
-        return None
-    import torch.distributed as td
-
-    if not td.is_initialized():
-        td.init_process_group("gloo", rank=dist.rank, world_size=dist.world_size, timeout=timeout)
-    return start_heartbeat(timeout.total_seconds(), what="eval")
-
-
-def barrier(dist: DistEnv) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if dist.distributed:
-        import torch.distributed as td
-
-        td.barrier()
-
-
-def shutdown_distributed(dist: DistEnv) -> None:
-    """Leave the process group if this module joined one."""
-    if dist.distributed:
-        import torch.distributed as td
-
-        if td.is_initialized():
-            td.destroy_process_group()
-
-
-def output_path(output_dir: str | os.PathLike, dist: DistEnv) -> Path:
+def output_path(output_dir: str | os.PathLike, dist: Ranks) -> Path:
     """Where this process appends: ``predictions.jsonl`` alone, a rank shard under torchrun."""
     return shard_path(output_dir, dist.rank) if dist.distributed else Path(output_dir) / PREDICTIONS_FILE
 
 
-def pending_records(records: Sequence[GeoRecord], done: set[str], dist: DistEnv) -> list[GeoRecord]:
+def pending_records(records: Sequence[GeoRecord], done: set[str], dist: Ranks) -> list[GeoRecord]:
     """This rank's share of the records that have no prediction yet (strided, so shards differ by <= 1)."""
     todo = [r for r in records if r.id not in done]
     return todo[dist.rank :: dist.world_size]
@@ -111,7 +42,7 @@ def generate_predictions(
     output_dir: str | os.PathLike,
     *,
     batch_size: int,
-    dist: DistEnv | None = None,
+    dist: Ranks | None = None,
     distance: str = "haversine",
     progress: bool = True,
     num_samples: int = 1,
@@ -128,7 +59,7 @@ def generate_predictions(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dist = dist or DistEnv()
+    dist = dist or Ranks()
     done = done_ids(output_dir)
     barrier(dist)  # nobody writes before every rank has read the same done set
     mine = pending_records(records, done, dist)

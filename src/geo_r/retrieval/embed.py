@@ -18,7 +18,7 @@ from geo_r.data.schema import GeoRecord
 from geo_r.retrieval import shards
 from geo_r.retrieval.layout import RetrievalInputError
 from geo_r.retrieval.photos import Photo, read_batches
-from geo_r.retrieval.ranks import Ranks
+from geo_r.runtime.ranks import Ranks
 
 if TYPE_CHECKING:
     import numpy as np

@@ -165,7 +165,6 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from geo_r.retrieval import ranks as rk
     from geo_r.retrieval.encoders import (
         describe_encoder,
         identity,
@@ -175,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from geo_r.retrieval.layout import data_files, ids_digest, read_manifest
     from geo_r.retrieval.shards import ShardPlan, check_build, fingerprint, start_build
+    from geo_r.runtime import ranks as rk
 
     _check_args(args)
     ranks = rk.Ranks.from_env()
@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     expected = fingerprint(settings)
     plan = ShardPlan(len(records), args.shard_size)
 
-    heartbeat = rk.join(ranks, args.ddp_timeout)
+    heartbeat = rk.join(ranks, args.ddp_timeout, what="index")
     try:
         if ranks.is_main and args.overwrite:
             for name in (MANIFEST, EMBEDDINGS, ROWS, FAISS_INDEX):

@@ -1,7 +1,7 @@
-"""This process's place in a ``torchrun`` launch of ``geo-r index``, and the few collectives it needs (gloo).
+"""This process's place in a ``torchrun`` launch of ``geo-r eval`` or ``geo-r index``, and the barriers they need.
 
-Ranks only wait for each other (a barrier before rank 0 merges the shards); nothing else is exchanged, so a
-gloo group on CPU tensors serves GPU and CPU runs alike. A heartbeat (:mod:`geo_r.runtime.heartbeat`) ends
+Their ranks only wait for each other (a barrier before rank 0 merges the shards); nothing else is exchanged,
+so a gloo group on CPU tensors serves GPU and CPU runs alike. The group's timeout is ``--ddp_timeout``. A heartbeat (:mod:`geo_r.runtime.heartbeat`) ends
 the job, naming the rank, when one dies or freezes, instead of leaving the others in a barrier until the
 timeout.
 """
@@ -39,7 +39,7 @@ class Ranks:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0: it writes build.json, merges the shards and builds the FAISS index."""
+        """Rank 0: it merges the shards and writes the results."""
         return self.rank == 0
 
     @property
@@ -48,8 +48,9 @@ class Ranks:
         return self.world_size > 1
 
 
-def join(ranks: Ranks, timeout_s: float = DEFAULT_DIST_TIMEOUT_S) -> Heartbeat | None:
-    """Join the process group (several processes only) and start the heartbeat; stop it with :func:`leave`."""
+def join(ranks: Ranks, timeout_s: float = DEFAULT_DIST_TIMEOUT_S, what: str = "job") -> Heartbeat | None:
+    """Join the process group (several processes only) and start the heartbeat that names a rank silent for
+    ``timeout_s`` (``what`` names the job in its messages); stop both with :func:`leave`."""
     if not ranks.distributed:
         return None
     import torch.distributed as td
@@ -57,7 +58,7 @@ def join(ranks: Ranks, timeout_s: float = DEFAULT_DIST_TIMEOUT_S) -> Heartbeat |
     if not td.is_initialized():
         td.init_process_group("gloo", rank=ranks.rank, world_size=ranks.world_size,
                               timeout=timedelta(seconds=timeout_s))
-    return start_heartbeat(timeout_s, what="index")
+    return start_heartbeat(timeout_s, what=what)
 
 
 def barrier(ranks: Ranks) -> None:
