@@ -1,7 +1,10 @@
-"""Files written all at once or not at all: a temporary file beside the target, renamed over it on success.
+"""Files written safely: all at once or not at all, or appended line by line so that a kill loses nothing written.
 
-Used for everything a reader (a resumed run, vLLM, LLaMA-Factory) may open while we write: metrics,
-merged predictions, processor configs, SFT exports. A crash leaves the old file (or none), never half a file.
+:func:`atomic_write` writes a temporary file beside the target and renames it over the target on success:
+for everything a reader (a resumed run, vLLM, LLaMA-Factory) may open while we write (metrics, merged
+predictions, processor configs, SFT exports, index shards). A crash leaves the old file (or none), never half
+a file. :class:`JsonlAppender` appends JSON lines batch by batch, flushed and fsynced (eval's predictions,
+retrieve's neighbours): a rerun cuts a half-written last line (:func:`cut_partial_line`) and continues.
 
 ``tempfile.mkstemp`` and ``mkdtemp`` create their files 0600 and folders 0700 whatever the umask, so a file renamed
 into place would be unreadable to a team that shares results through group permissions. :func:`umask_mode`
@@ -13,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 
 def current_umask() -> int:
@@ -47,16 +50,16 @@ def make_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[TextIO]:
-    """Yield a text file that replaces ``path`` when the block ends without an exception (else is removed).
-
-    The file gets the mode a plain ``open(path, "w")`` would give it under the current umask."""
+def atomic_write(path: str | os.PathLike[str], *, fsync: bool = False, binary: bool = False) -> Iterator[IO[Any]]:
+    """Yield a file (text, or bytes with ``binary``) that replaces ``path`` when the block ends without an
+    exception (else is removed); ``fsync`` makes the content durable before the rename. The file gets the mode
+    a plain ``open(path, "w")`` would give it under the current umask."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
             if fsync:
                 fh.flush()
@@ -73,3 +76,64 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, **dumps_kwargs: A
     with atomic_write(path) as fh:
         fh.write(json.dumps(data, **dumps_kwargs) + "\n")
     return Path(path)
+
+
+def cut_partial_line(path: str | os.PathLike[str]) -> int:
+    """Cut a partial last line (no trailing newline: a write interrupted by a kill) off ``path``; returns the
+    number of bytes removed (0 when the file is missing, empty or ends with a newline). Reads only the tail."""
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    with open(p, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        pos = size
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        fh.truncate(keep)
+    return size - keep
+
+
+class JsonlAppender:
+    """Append JSON lines to a file durably, one batch at a time (a context manager). Opening it cuts a partial
+    last line left by a kill (:func:`cut_partial_line`; :attr:`cut_bytes` says how much), so no line is ever
+    glued to a broken one."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.cut_bytes = cut_partial_line(self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def append(self, lines: Iterable[Mapping[str, Any]]) -> int:
+        """Write the lines, then flush and fsync, so they survive a kill; returns how many were written."""
+        text = "".join(json.dumps(dict(line), ensure_ascii=False, allow_nan=False) + "\n" for line in lines)
+        if not text:
+            return 0
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return text.count("\n")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

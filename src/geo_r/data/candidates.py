@@ -1,11 +1,8 @@
 """Give records their retrieval candidates from a neighbours file (``--candidates NEIGHBOURS.jsonl``).
 
-The neighbours file is what ``geo-r retrieve`` writes, one JSON object per line, best neighbour first::
-
-    {"id": "im2gps3k_0001", "neighbours": [{"id": "mp16_42", "lat": 48.85, "lon": 2.29, "score": 0.91}, ...]}
-
-(other keys are ignored). :func:`read_neighbours` validates every line and reports bad ones with ``file:line``;
-:func:`attach_candidates` sets ``record.candidates`` for every record: the record's neighbours merged by
+The neighbours file is what ``geo-r retrieve`` writes (:mod:`geo_r.data.neighbours` defines and reads it:
+every line is checked and bad ones are reported with ``file:line``). :func:`attach_candidates` sets
+``record.candidates`` for every record: the record's neighbours merged by
 :func:`geo_r.geo.candidates.cluster_neighbours` (at most ``num_candidates``, greedy by score within
 ``radius_km`` of each seed, the seed's coordinates) with region chains from offline reverse geocoding (one
 batched lookup). A record whose id has no line is an error naming both files, raised before any model is
@@ -19,29 +16,24 @@ built by :func:`geo_r.prompts.question_with_candidates` everywhere.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from geo_r.data.report import DataConfigError
+from geo_r.data.neighbours import NeighboursFileError, read_neighbours
 from geo_r.data.schema import GeoRecord
 from geo_r.geo.candidates import (
     DEFAULT_NUM_CANDIDATES,
     DEFAULT_RADIUS_KM,
     Candidate,
     Neighbour,
-    check_point,
     cluster_neighbours,
 )
 
 logger = logging.getLogger(__name__)
-
-MAX_LISTED_PROBLEMS = 20
 
 CANDIDATES_HELP = (
     "Retrieval candidates: a neighbours file of 'geo-r retrieve' (one line per photo id: "
@@ -50,17 +42,13 @@ CANDIDATES_HELP = (
     "best photo's coordinates, its offline region chain, photos and best similarity), listed after the question, "
     "and the answer gains a 'Candidate: <k>' or 'Candidate: none' line before its coordinates. Every photo needs "
     "a line in the file. A record's own 'candidates' field does the same without this flag. See "
-    "docs/retrieval_candidates.md."
+    "docs/retrieval.md."
 )
 NUM_CANDIDATES_HELP = f"With --candidates: at most this many candidates per photo (default {DEFAULT_NUM_CANDIDATES})."
 RADIUS_HELP = (
     f"With --candidates: neighbours within this many km of a candidate's best photo merge into it (default "
     f"{DEFAULT_RADIUS_KM:g})."
 )
-
-
-class NeighboursFileError(DataConfigError):
-    """A neighbours file that cannot be used; the message names the file and line(s)."""
 
 
 @dataclass(slots=True)
@@ -103,93 +91,6 @@ def check_candidate_options(num_candidates: int, radius_km: float) -> None:
         raise ValueError(f"--num_candidates must be an integer >= 1, got {num_candidates!r}")
     if not (isinstance(radius_km, int | float) and math.isfinite(radius_km) and radius_km >= 0):
         raise ValueError(f"--candidate_radius_km must be a number of km >= 0, got {radius_km!r}")
-
-
-def _problem(obj: object) -> tuple[str | None, list[Neighbour] | None, str | None]:
-    """(query id, neighbours, None) of one decoded line, or (id or None, None, what is wrong)."""
-    if not isinstance(obj, dict):
-        return None, None, f"expected a JSON object, found {type(obj).__name__}"
-    raw_id = obj.get("id")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
-        return None, None, f"'id' must be a non-empty string or an integer, found {raw_id!r}"
-    qid = str(raw_id)
-    items = obj.get("neighbours")
-    if not isinstance(items, list):
-        return qid, None, f"'neighbours' must be a list, found {type(items).__name__} (id {qid!r})"
-    out = []
-    for i, item in enumerate(items):
-        where = f"neighbours[{i}] of id {qid!r}"
-        if not isinstance(item, dict):
-            return qid, None, f"{where} must be an object, found {type(item).__name__}"
-        bad = check_point(item.get("lat"), item.get("lon"))
-        if bad is not None:
-            return qid, None, f"{where}: {bad}"
-        score = item.get("score")
-        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-            return qid, None, f"{where}: score must be a finite number (cosine similarity), found {score!r}"
-        nid = item.get("id")
-        out.append(Neighbour("" if nid is None else str(nid), float(item["lat"]), float(item["lon"]), float(score)))
-    return qid, out, None
-
-
-def read_neighbours(
-    path: str | os.PathLike[str],
-    ids: Iterable[str] | None = None,
-    reduce: Callable[[list[Neighbour]], Any] | None = None,
-) -> tuple[dict[str, Any], int]:
-    """``({id: neighbours}, lines read)`` of a neighbours file, keeping only ``ids`` (every id when None).
-
-    ``reduce`` turns each kept line's neighbours into what is stored instead (e.g. its clustered candidates), so
-    a large file is never held whole. Every line is checked; bad lines (not JSON, no id, a neighbour without
-    valid lat/lon or finite score) and a wanted id on two lines raise one :class:`NeighboursFileError` that
-    lists them with ``file:line``.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise NeighboursFileError(f"--candidates {p}: no such file (write it with geo-r retrieve)")
-    wanted = None if ids is None else set(ids)
-    found: dict[str, list[Neighbour]] = {}
-    first_line: dict[str, int] = {}
-    problems: list[str] = []
-    n_problems = lines = 0
-
-    def report(message: str) -> None:
-        nonlocal n_problems
-        n_problems += 1
-        if len(problems) < MAX_LISTED_PROBLEMS:
-            problems.append(message)
-
-    try:
-        with open(p, "rb") as fh:
-            for line_no, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                lines += 1
-                try:
-                    obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    report(f"{p}:{line_no}: not valid JSON ({getattr(exc, 'msg', exc)})")
-                    continue
-                qid, neighbours, bad = _problem(obj)
-                if bad is not None:
-                    report(f"{p}:{line_no}: {bad}")
-                    continue
-                assert qid is not None and neighbours is not None
-                if wanted is not None and qid not in wanted:
-                    continue
-                if qid in found:
-                    report(f"{p}:{line_no}: id {qid!r} is also on line {first_line[qid]}; keep one line per photo")
-                    continue
-                found[qid] = neighbours if reduce is None else reduce(neighbours)
-                first_line[qid] = line_no
-    except OSError as exc:
-        raise NeighboursFileError(f"--candidates {p}: cannot read it ({exc})") from exc
-    if n_problems:
-        more = f"\n  ... and {n_problems - len(problems)} more" if n_problems > len(problems) else ""
-        raise NeighboursFileError(
-            f"{n_problems} bad line(s) in the neighbours file {p}:\n  " + "\n  ".join(problems) + more
-        )
-    return found, lines
 
 
 def candidates_for(

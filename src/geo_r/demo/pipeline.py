@@ -177,14 +177,14 @@ def run_stage(name: str, cmd: Sequence[str], log_dir: Path, show_progress: bool 
     return time.monotonic() - t0
 
 
-def _python() -> str:
+def python_executable() -> str:
     return sys.executable
 
 
 def eval_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Path, run_name: str) -> list[str]:
     """``geo-r eval`` (greedy, held-out photos) of ``model`` into ``out``."""
     return [
-        _python(), "-m", "geo_r.cli", "eval",
+        python_executable(), "-m", "geo_r.cli", "eval",
         "--model_name_or_path", str(model),
         "--data_file_paths", str(data),
         "--image_folders", str(images),
@@ -215,7 +215,7 @@ def _cpu_training_flags(cfg: DemoConfig) -> list[str]:
 def sft_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Path) -> list[str]:
     """``geo-r sft``: the built-in warm-up on the training photos."""
     return [
-        _python(), "-m", "geo_r.cli", "sft",
+        python_executable(), "-m", "geo_r.cli", "sft",
         "--model_name_or_path", str(model),
         "--data_file_paths", str(data),
         "--image_folders", str(images),
@@ -229,15 +229,17 @@ def sft_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Pat
     ]
 
 
-def grpo_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Path) -> list[str]:
-    """``grpo_jsonl.py`` with the format, distance and region rewards, starting from the SFT model."""
+def grpo_command(cfg: DemoConfig, model: Path, data: Path, images: Path, out: Path,
+                 reward_flags: list[str] | None = None) -> list[str]:
+    """``grpo_jsonl.py`` with the format, distance and region rewards (or ``reward_flags``), starting from the
+    SFT model."""
     return [
-        _python(), str(_repo_root() / "src" / "geo_r" / "grpo_jsonl.py"),
+        python_executable(), str(_repo_root() / "src" / "geo_r" / "grpo_jsonl.py"),
         "--model_name_or_path", str(model),
         "--data_file_paths", str(data),
         "--image_folders", str(images),
         "--output_dir", str(out),
-        *cfg.reward_flags(),
+        *(cfg.reward_flags() if reward_flags is None else reward_flags),
         "--max_steps", str(cfg.grpo_steps),
         "--per_device_train_batch_size", str(cfg.grpo_batch_size),
         "--num_generations", str(cfg.num_generations),

@@ -20,11 +20,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from geo_r.atomic_io import atomic_write
+from geo_r.atomic_io import JsonlAppender, atomic_write, cut_partial_line
 from geo_r.data.schema import GeoRecord
 from geo_r.geo import parse_prediction
 
@@ -76,64 +76,21 @@ def prediction_line(
 
 
 def repair_tail(path: str | os.PathLike) -> int:
-    """Cut a partial last line (no trailing newline: a write interrupted by a kill) off ``path``; returns the
-    number of bytes removed (0 when the file is missing, empty or ends with a newline)."""
-    p = Path(path)
-    if not p.is_file():
-        return 0
-    with open(p, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return 0
-        block = 1 << 16
-        pos = size
-        keep = 0
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            chunk = fh.read(pos - start)
-            idx = chunk.rfind(b"\n")
-            if idx >= 0:
-                keep = start + idx + 1
-                break
-            pos = start
-        fh.truncate(keep)
-    removed = size - keep
-    logger.warning("%s: removed an incomplete last line (%d bytes) left by an interrupted run", p, removed)
+    """Cut a partial last line (no trailing newline: a write interrupted by a kill) off ``path``, with a warning;
+    returns the number of bytes removed (0 when the file is missing, empty or ends with a newline)."""
+    removed = cut_partial_line(path)
+    if removed:
+        logger.warning("%s: removed an incomplete last line (%d bytes) left by an interrupted run", path, removed)
     return removed
 
 
-class PredictionWriter:
-    """Append prediction lines to a jsonl file, durably, one batch at a time (use as a context manager)."""
+class PredictionWriter(JsonlAppender):
+    """Append prediction lines to a jsonl file, durably, one batch at a time (use as a context manager); opening
+    it cuts a partial last line, with a warning."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def append(self, lines: Iterable[Mapping[str, Any]]) -> int:
-        """Write the lines, then flush and fsync, so they survive a kill; returns how many were written."""
-        text = "".join(json.dumps(dict(line), ensure_ascii=False, allow_nan=False) + "\n" for line in lines)
-        if not text:
-            return 0
-        self._fh.write(text)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        return text.count("\n")
-
-    def close(self) -> None:
-        """Close the file."""
-        self._fh.close()
-
-    def __enter__(self) -> PredictionWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        repair_tail(path)
+        super().__init__(path)
 
 
 def _parse_line(line: str, where: str) -> dict[str, Any] | None:

@@ -13,5 +13,5 @@ neighbours without ever loading the index (as G3 and GeoRanker ship theirs).
 * ``shards/`` while embedding: the resumable pieces, removed once merged.
 
 ``geo-r retrieve`` (:mod:`geo_r.retrieval.retrieve_cli`) writes the neighbours file
-(:mod:`geo_r.retrieval.neighbours`). Submodules are imported explicitly; importing this package is free.
+(its format: :mod:`geo_r.data.neighbours`). Submodules are imported explicitly; importing this package is free.
 """

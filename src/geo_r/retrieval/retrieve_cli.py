@@ -142,7 +142,8 @@ def _resume_state(args: argparse.Namespace, settings: dict[str, Any]) -> set[str
     """Ids already in ``--out`` from a run with the same settings; refuses a file from other settings."""
     import json
 
-    from geo_r.retrieval.neighbours import cut_partial_tail, iter_neighbour_lines, summary_path
+    from geo_r.atomic_io import cut_partial_line
+    from geo_r.data.neighbours import read_neighbours, summary_path
 
     out, summary = Path(args.out), summary_path(args.out)
     if args.overwrite:
@@ -162,18 +163,18 @@ def _resume_state(args: argparse.Namespace, settings: dict[str, Any]) -> set[str
         raise RetrievalInputError(
             f"{out} was written with other settings (differ: {', '.join(differ)}); use another --out or --overwrite"
         )
-    if cut_partial_tail(out):
+    if cut_partial_line(out):
         logger.warning("%s: removed an incomplete last line left by an interrupted run", out)
-    return {obj["id"] for _, obj in iter_neighbour_lines(out)}
+    return set(read_neighbours(out, reduce=lambda _: None)[0])
 
 
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from geo_r.data.neighbours import summary_path
     from geo_r.retrieval.faiss_index import load_index
     from geo_r.retrieval.gallery import RowTable
     from geo_r.retrieval.layout import EMBEDDINGS, MANIFEST, check_index_files, read_manifest, write_json
-    from geo_r.retrieval.neighbours import summary_path
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RetrievalInputError("geo-r retrieve runs in one process (queries are few; every rank would write the "
@@ -225,12 +226,13 @@ def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, 
     """Embed and search ``todo`` batch by batch, appending to ``--out``; returns the skipped queries' messages."""
     from tqdm.auto import tqdm
 
+    from geo_r.atomic_io import JsonlAppender
+    from geo_r.data.neighbours import neighbour_entry, neighbours_line
     from geo_r.retrieval.embed import Embedded, embed_batch
     from geo_r.retrieval.encoders import load_encoder, resolve_device
     from geo_r.retrieval.leakage import QueryKey
-    from geo_r.retrieval.neighbours import NeighboursWriter
     from geo_r.retrieval.photos import read_batches
-    from geo_r.retrieval.search import neighbour_entry, search_queries
+    from geo_r.retrieval.search import search_queries
 
     device = resolve_device(args.device)
     logger.info("loading encoder %s (%s) on %s", description["name"], description["model_type"], device)
@@ -238,7 +240,7 @@ def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, 
     rescore = manifest["index"].get("type") == "ivfpq"
     skipped: list[str] = []
     standard = args.protocol == "standard"
-    with NeighboursWriter(args.out) as writer, tqdm(total=len(todo), desc="geo-r retrieve", unit="img",
+    with JsonlAppender(args.out) as writer, tqdm(total=len(todo), desc="geo-r retrieve", unit="img",
                                                      disable=not args.progress) as bar:
         for start in range(0, len(todo), args.search_batch):
             chunk = todo[start : start + args.search_batch]
@@ -258,39 +260,39 @@ def _retrieve(args: argparse.Namespace, todo: list[Any], description: dict[str, 
             selections = search_queries(index, embeddings, rows, np.stack(embedded.vectors), keys, k=args.k,
                                         protocol=args.protocol, threshold=args.near_dup_threshold, rescore=rescore,
                                         rerank_factor=args.rerank_factor)
-            lines = []
-            for record, sel in zip(queries, selections, strict=True):
-                line: dict[str, Any] = {"id": record.id, "neighbours": [
-                    neighbour_entry(rows[row], score, rank, leak, standard)
-                    for rank, (row, score, leak) in enumerate(sel.kept, start=1)]}
-                if not standard:
-                    line["dropped"] = {rule: sel.dropped.get(rule, 0) for rule in RULES}
-                lines.append(line)
-            writer.append(lines)
+            writer.append(
+                neighbours_line(
+                    record.id,
+                    [neighbour_entry(rows[row], score, rank, leak, standard)
+                     for rank, (row, score, leak) in enumerate(sel.kept, start=1)],
+                    None if standard else {rule: sel.dropped.get(rule, 0) for rule in RULES},
+                )
+                for record, sel in zip(queries, selections, strict=True)
+            )
     return skipped
 
 
 def _summary(args: argparse.Namespace, records: list[Any], rows: Any, skipped: list[str],
              settings: dict[str, Any], manifest: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Counts over the whole neighbours file (earlier, resumed runs included)."""
+    from geo_r.data.neighbours import DROPPED_KEY, LEAK_KEY, iter_neighbours
     from geo_r.geo.distance import haversine_km
     from geo_r.retrieval.layout import package_versions
-    from geo_r.retrieval.neighbours import iter_neighbour_lines
 
     truth = {r.id: (r.lat, r.lon) for r in records}
     dropped: Counter[str] = Counter()
     flagged: Counter[str] = Counter()
     written = short = 0
     top1: list[float | None] = []
-    for _, obj in iter_neighbour_lines(args.out):
-        if obj["id"] not in truth:
+    for line in iter_neighbours(args.out):
+        if line.id not in truth:
             continue
         written += 1
-        dropped.update(obj.get("dropped") or {})
-        flagged.update(n.get("leak") for n in obj["neighbours"] if n.get("leak"))
-        short += len(obj["neighbours"]) < args.k
-        first = obj["neighbours"][0] if obj["neighbours"] else None
-        top1.append(None if first is None else haversine_km(*truth[obj["id"]], first["lat"], first["lon"]))
+        dropped.update(line.raw.get(DROPPED_KEY) or {})
+        flagged.update(n.get(LEAK_KEY) for n in line.raw["neighbours"] if n.get(LEAK_KEY))
+        short += len(line.neighbours) < args.k
+        first = line.neighbours[0] if line.neighbours else None
+        top1.append(None if first is None else haversine_km(*truth[line.id], first.lat, first.lon))
     within = {f"{t:g}": (sum(d is not None and d <= t for d in top1) / len(top1) if top1 else None)
               for t in THRESHOLDS_KM}
     if written and args.protocol == "leakage_aware":

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geo_r.data.schema import CHAIN_FIELDS
 from geo_r.retrieval.leakage import QueryKey, Selection, select
 
 if TYPE_CHECKING:
@@ -63,13 +62,3 @@ def search_queries(index: Any, embeddings: np.ndarray, rows: Sequence[Mapping[st
                 results[q] = selection
         todo, depth = retry, min(ntotal, depth * 2)
     return [r for r in results if r is not None]
-
-
-def neighbour_entry(row: Mapping[str, Any], score: float, rank: int, leak: str | None,
-                    standard: bool) -> dict[str, Any]:
-    """One neighbour of the neighbours file (see :mod:`geo_r.retrieval.neighbours`)."""
-    entry = {"id": row["id"], "lat": row["lat"], "lon": row["lon"], "score": round(float(score), 6), "rank": rank,
-             **{name: row.get(name) for name in CHAIN_FIELDS}, "author": row.get("author")}
-    if standard:
-        entry["leak"] = leak
-    return entry

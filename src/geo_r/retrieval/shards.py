@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geo_r.atomic_io import atomic_write
 from geo_r.retrieval.layout import BUILD, RetrievalInputError, write_json
 
 _NAME = "shard_{:06d}.npz"
@@ -120,24 +120,16 @@ def write_shard(shard_dir: str | os.PathLike, shard: int, data: Shard, expected:
     import numpy as np
 
     target = shard_path(shard_dir, shard)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                embeddings=np.asarray(data.embeddings, dtype=np.float16),
-                rows=np.asarray(data.rows, dtype=np.int64),
-                digests=np.asarray(data.digests, dtype=str),
-                skipped_rows=np.asarray(sorted(data.skipped), dtype=np.int64),
-                skipped_reasons=np.asarray([data.skipped[r] for r in sorted(data.skipped)], dtype=str),
-                fingerprint=np.asarray(expected),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, fsync=True, binary=True) as fh:
+        np.savez(
+            fh,
+            embeddings=np.asarray(data.embeddings, dtype=np.float16),
+            rows=np.asarray(data.rows, dtype=np.int64),
+            digests=np.asarray(data.digests, dtype=str),
+            skipped_rows=np.asarray(sorted(data.skipped), dtype=np.int64),
+            skipped_reasons=np.asarray([data.skipped[r] for r in sorted(data.skipped)], dtype=str),
+            fingerprint=np.asarray(expected),
+        )
     return target
 
 
