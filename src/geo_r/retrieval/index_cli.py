@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from geo_r.defaults import DEFAULT_DIST_TIMEOUT_S
+from geo_r.retrieval.command import run_command, standalone_main
 from geo_r.retrieval.faiss_index import DEFAULT_NPROBE, INDEX_TYPES, IndexSettings
 from geo_r.retrieval.layout import (
     EMBEDDINGS,
@@ -338,24 +339,12 @@ def _finish_existing(args: argparse.Namespace, out: Path, manifest: dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     """Run ``geo-r index``; returns the exit code (1 with a reason naming the file for bad input)."""
-    from geo_r.data.report import DataConfigError, DataValidationError
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    try:
-        return _run(args)
-    except (RetrievalInputError, DataConfigError, DataValidationError, FileNotFoundError) as exc:
-        print(f"geo-r index: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command("geo-r index", _run, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m geo_r.retrieval.index_cli ...``: the same as ``geo-r index``."""
-    parser = argparse.ArgumentParser(prog="geo-r index", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return standalone_main("geo-r index", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

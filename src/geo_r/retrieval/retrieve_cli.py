@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from geo_r.retrieval.command import run_command, standalone_main
 from geo_r.retrieval.layout import RetrievalInputError
 from geo_r.retrieval.leakage import DEFAULT_NEAR_DUPLICATE, PROTOCOLS, RULES
 
@@ -318,24 +319,12 @@ def _summary(args: argparse.Namespace, records: list[Any], rows: Any, skipped: l
 
 def run(args: argparse.Namespace) -> int:
     """Run ``geo-r retrieve``; returns the exit code (1 with a reason naming the file for bad input)."""
-    from geo_r.data.report import DataConfigError, DataValidationError
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    try:
-        return _run(args)
-    except (RetrievalInputError, DataConfigError, DataValidationError, FileNotFoundError) as exc:
-        print(f"geo-r retrieve: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command("geo-r retrieve", _run, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m geo_r.retrieval.retrieve_cli ...``: the same as ``geo-r retrieve``."""
-    parser = argparse.ArgumentParser(prog="geo-r retrieve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return standalone_main("geo-r retrieve", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
