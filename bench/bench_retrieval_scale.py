@@ -316,6 +316,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(enc) + "\n"
 
 
+
+def _shown(path: Path) -> str:
+    """A path as the JSON records it: relative to the repository when inside it (no machine's absolute path)."""
+    try:
+        return str(path.resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="gallery sizes measured with all three indexes")
@@ -358,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     nprobes = [int(s) for s in args.nprobe.split(",") if s]
     data = Synthetic(args.dim, args.clusters, args.sites, args.site_spread, args.spread, seed=0)
     result: dict[str, Any] = {
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (_shown(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": (f"{args.clusters} Gaussian clusters on the unit sphere, noise norm {args.spread}, L2-normalised, "
                  f"d={args.dim}" if args.sites == 1 else
                  f"{args.clusters} regions x {args.sites} sites (offset norm {args.site_spread}) on the unit sphere, "
