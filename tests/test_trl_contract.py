@@ -23,6 +23,7 @@ from geo_r.trainer.group_filter import (
     select_rows,
     weighted_total,
 )
+from trainer_fixtures import recording_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTH_REWARD = f"{REPO / 'tests' / 'rewards_for_tests.py'}:length_reward"
@@ -242,28 +243,6 @@ def test_vision_tokens_are_blocked_when_trl_loads_the_processor_itself(tiny_mode
     assert expected <= set(trainer.generation_config.suppress_tokens)
 
 
-def _recording(base):
-    """A subclass of ``base`` that keeps each step's completions, reference log-probs and loss."""
-
-    class Recording(base):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.record = {"completion_ids": [], "ref": [], "loss": []}
-
-        def _generate_and_score_completions(self, inputs):
-            out = super()._generate_and_score_completions(inputs)
-            self.record["completion_ids"].append(out["completion_ids"].clone())
-            self.record["ref"].append(out["ref_per_token_logps"].clone())
-            return out
-
-        def _compute_loss(self, model, inputs):
-            loss = super()._compute_loss(model, inputs)
-            self.record["loss"].append(loss.detach().clone())
-            return loss
-
-    return Recording
-
-
 @pytest.mark.slow
 def test_geo_trainer_trains_as_stock_trl_bit_for_bit(tiny_model_dir, toy_set, tmp_path):
     """Group filter off, vision reuse on with a frozen tower: the same completions, reference log-probs, losses,
@@ -292,7 +271,7 @@ def test_geo_trainer_trains_as_stock_trl_bit_for_bit(tiny_model_dir, toy_set, tm
         model = load_model(tiny_model_dir, dtype=torch.float32, attn_implementation="eager")
         if name == "stock":
             freeze_vision_tower(model)
-        trainer = _recording(cls)(model=model, args=config, train_dataset=build_grpo_dataset(records),
+        trainer = recording_trainer(cls)(model=model, args=config, train_dataset=build_grpo_dataset(records),
                                   reward_funcs=get_reward_funcs(["format", LENGTH_REWARD]), processing_class=processor)
         trainer.train()
         runs[name] = trainer

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from geo_r.demo.toy_data import write_toy_dataset
+from trainer_fixtures import recording_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "src" / "geo_r" / "grpo_jsonl.py"
@@ -34,27 +35,7 @@ def toy_set(tmp_path_factory):
 def _recorder_class():
     from geo_r.trainer.grpo_trainer import GeoGRPOTrainer
 
-    class Recording(GeoGRPOTrainer):
-        """Keeps what each step produced: completions, reference / old log-probs, loss."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.record = {"completion_ids": [], "ref": [], "old": [], "loss": []}
-
-        def _generate_and_score_completions(self, inputs):
-            out = super()._generate_and_score_completions(inputs)
-            self.record["completion_ids"].append(out["completion_ids"].clone())
-            for key, name in (("ref", "ref_per_token_logps"), ("old", "old_per_token_logps")):
-                if out.get(name) is not None:
-                    self.record[key].append(out[name].clone())
-            return out
-
-        def _compute_loss(self, model, inputs):
-            loss = super()._compute_loss(model, inputs)
-            self.record["loss"].append(loss.detach().clone())
-            return loss
-
-    return Recording
+    return recording_trainer(GeoGRPOTrainer)
 
 
 def _train(model_dir, toy_set, out, reuse, *, family_pixels=(3136, 12544), steps=2, multi_image=False,
